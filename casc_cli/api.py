@@ -1,0 +1,103 @@
+"""The library API: what the CLI calls, and what a notebook can call.
+
+>>> from casc_cli import api
+>>> result = api.run("hypotheses/sum4/true.yaml", samples=10_000, seed=0)
+>>> result.scrubbed_loss, result.scrubbed_loss_se
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import engine
+from .data import Dataset, build_dataset
+from .errors import GraphError, UsageError
+from .graph import POLICIES, CompiledHypothesis, CompiledTask, Policy, compile_hypothesis, compile_task
+from .metrics import ScrubResult
+from .spec.loader import LoadedHypothesis, LoadedTask, load_any, load_hypothesis
+
+DEFAULT_SAMPLES = 10_000
+MAX_SAMPLES = 10**10
+
+
+@dataclass(frozen=True)
+class Validated:
+    """A file that passed validation, with what compiling it found."""
+
+    path: str
+    kind: str  # "task" or "hypothesis"
+    warnings: tuple[str, ...]
+
+
+class Session:
+    """Caches compiled tasks and datasets, so many hypotheses of one task share them."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[Path, CompiledTask] = {}
+        self._data: dict[Path, Dataset] = {}
+
+    def task(self, loaded: LoadedTask) -> CompiledTask:
+        key = loaded.path.resolve()
+        if key not in self._tasks:
+            self._tasks[key] = compile_task(loaded)
+        return self._tasks[key]
+
+    def dataset(self, loaded: LoadedTask) -> Dataset:
+        key = loaded.path.resolve()
+        if key not in self._data:
+            self._data[key] = build_dataset(loaded)
+        return self._data[key]
+
+    def compile(self, path: str | Path, policy: Policy = "per_node",
+                strict: bool = False) -> CompiledHypothesis:
+        loaded = load_hypothesis(Path(path))
+        return self.compile_loaded(loaded, policy, strict)
+
+    def compile_loaded(self, loaded: LoadedHypothesis, policy: Policy = "per_node",
+                       strict: bool = False) -> CompiledHypothesis:
+        if policy not in POLICIES:
+            raise UsageError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
+        compiled = compile_hypothesis(loaded, policy, self.task(loaded.task))
+        vacuous = [w for w in compiled.warnings if w.kind == "vacuous"]
+        if strict and vacuous:
+            first = vacuous[0]
+            raise GraphError(first.message + " (an error under --strict)", first.location)
+        return compiled
+
+    def prepare(self, compiled: CompiledHypothesis) -> engine.Prepared:
+        return engine.prepare(compiled, self.dataset(compiled.loaded.task))
+
+    def run(self, path: str | Path, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
+            policy: Policy = "per_node", strict: bool = False) -> ScrubResult:
+        check_run_options(samples, seed)
+        compiled = self.compile(path, policy, strict)
+        return engine.scrub(self.prepare(compiled), samples, seed)
+
+    def validate(self, path: str | Path) -> Validated:
+        loaded = load_any(Path(path))
+        if isinstance(loaded, LoadedTask):
+            self.task(loaded)
+            return Validated(str(path), "task", ())
+        compiled = self.compile_loaded(loaded)
+        return Validated(str(path), "hypothesis", tuple(str(w) for w in compiled.warnings))
+
+
+def check_run_options(samples: int, seed: int) -> None:
+    if samples < 2:
+        raise UsageError("--samples must be at least 2 (a standard error needs two samples)")
+    if samples > MAX_SAMPLES:
+        raise UsageError(f"--samples {samples} is over the limit of {MAX_SAMPLES}")
+    if seed < 0:
+        raise UsageError("--seed must be a non-negative integer")
+
+
+def run(path: str | Path, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
+        policy: Policy = "per_node", strict: bool = False) -> ScrubResult:
+    """Scrub one hypothesis file and return its figures."""
+    return Session().run(path, samples=samples, seed=seed, policy=policy, strict=strict)
+
+
+def validate(path: str | Path) -> Validated:
+    """Check a task or hypothesis file without running it."""
+    return Session().validate(path)

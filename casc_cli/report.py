@@ -1,0 +1,80 @@
+"""Reporters: render results as a rich table or as versioned JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Iterable, Sequence
+
+from .metrics import ScrubResult
+
+SCHEMA_VERSION = 1
+
+
+def fmt(value: float | None, se: float | None = None) -> str:
+    """A figure with as many decimals as its standard error supports."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    if se is None or not math.isfinite(se) or se <= 0:
+        text = f"{value:.4g}"
+        return text if se is None else f"{text} ± 0"
+    decimals = min(8, max(0, 1 - math.floor(math.log10(se))))
+    return f"{value:.{decimals}f} ± {se:.{decimals}f}"
+
+
+def to_json(results: Sequence[ScrubResult]) -> str:
+    return json.dumps({"schema_version": SCHEMA_VERSION,
+                       "results": [r.to_json() for r in results]}, indent=2)
+
+
+def results_table(results: Sequence[ScrubResult]):
+    """The ``casc run`` table: one row per hypothesis."""
+    from rich.table import Table
+
+    table = Table(title="causal scrubbing", title_justify="left", header_style="bold")
+    table.add_column("hypothesis", overflow="fold")
+    table.add_column("metric")
+    table.add_column("model", justify="right")
+    table.add_column("scrubbed ± SE", justify="right")
+    table.add_column("random ± SE", justify="right")
+    table.add_column("% recovered", justify="right")
+    table.add_column("per-sample gap", justify="right")
+    table.add_column("samples", justify="right")
+    table.add_column("seed", justify="right")
+    for r in results:
+        direction = "↑" if r.higher_is_better else "↓"
+        table.add_row(
+            f"{r.hypothesis}\n[dim]{r.name}[/dim]",
+            f"{r.metric} {direction}",
+            fmt(r.model_loss),
+            fmt(r.scrubbed_loss, r.scrubbed_loss_se),
+            fmt(r.random_loss, r.random_loss_se),
+            fmt(r.recovered_pct, r.recovered_pct_se),
+            fmt(r.per_sample_gap, r.per_sample_gap_se),
+            str(r.samples),
+            str(r.seed),
+        )
+    return table
+
+
+def print_results(results: Sequence[ScrubResult], console=None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = console or Console()
+    console.print(results_table(results))
+    warnings = [(r.hypothesis, w) for r in results for w in r.warnings]
+    for _, warning in warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+    if results:
+        console.print(
+            "[dim]per-sample gap = E|f(scrubbed, r) − f(model(r), r)|; compare it with "
+            "|scrubbed − model|: a large gap beside a recovered mean is cancellation.[/dim]"
+        )
+
+
+def print_messages(lines: Iterable[str], console) -> None:
+    from rich.markup import escape
+
+    for line in lines:
+        console.print(escape(line), soft_wrap=True)
