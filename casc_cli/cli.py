@@ -49,11 +49,9 @@ def main_options(
 
 def _fail(errors: list[Exception]) -> None:
     """Print user errors (no traceback) and exit with code 2."""
-    from rich.console import Console
+    from .report import make_console, print_messages
 
-    from .report import print_messages
-
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     print_messages((f"error: {e}" for e in errors), console)
     raise typer.Exit(EXIT_INVALID)
 
@@ -105,14 +103,12 @@ def validate(
     files: List[Path] = typer.Argument(..., help="Task or hypothesis YAML files.", show_default=False),
 ) -> None:
     """Check files without running them: format, formulas, graphs and correspondence."""
-    from rich.console import Console
-
     from .api import Session
     from .errors import CascError
-    from .report import print_messages
+    from .report import make_console, print_messages
 
     session = Session()
-    console = Console()
+    console = make_console()
     errors = []
     for file in files:
         try:

@@ -439,14 +439,19 @@ def _assign_paths(nodes: dict[str, InterpNode], root: str, model: ModelGraph,
             continue
         parent = nodes[node.parent]
         if model.is_upstream(node.claims, parent.claims):
-            reason = (f"every path from `{node.claims}` to `{parent.claims}` already passes "
-                      f"through a sibling's claim")
+            shadows = [f"`{s}` (claims `{nodes[s].claims}`)" for s in parent.children
+                       if s in honoured[parent.name]
+                       and model.is_upstream(node.claims, nodes[s].claims)]
+            reason = (f"every path from `{node.claims}` to `{parent.claims}` goes through "
+                      f"sibling {' and '.join(shadows)}, whose claim is nearer to `{parent.claims}`, so this claim has no effect")
         else:
-            reason = f"`{node.claims}` is not upstream of `{parent.claims}` in model `{model.name}`"
+            reason = (f"`{node.claims}` is not upstream of `{parent.claims}` in model "
+                      f"`{model.name}`, so the model cannot honour it; paths it would name are "
+                      "resampled as unimportant")
         warnings.append(HypothesisWarning(
             "vacuous",
             f"vacuous claim: node `{node.name}` claims `{node.claims}` under `{parent.name}`, but "
-            f"{reason}; the model cannot honour it and those paths are resampled as unimportant",
+            f"{reason}",
             node.location,
         ))
     for node in nodes.values():

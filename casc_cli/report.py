@@ -31,21 +31,27 @@ def results_table(results: Sequence[ScrubResult]):
     """The ``casc run`` table: one row per hypothesis."""
     from rich.table import Table
 
-    table = Table(title="causal scrubbing", title_justify="left", header_style="bold")
-    table.add_column("hypothesis", overflow="fold")
-    table.add_column("metric")
+    metrics = sorted({(r.metric, r.higher_is_better) for r in results})
+    title = "causal scrubbing"
+    if len(metrics) == 1:
+        metric, higher = metrics[0]
+        title += f" · metric {metric} ({'higher' if higher else 'lower'} is better)"
+    table = Table(title=title, title_justify="left", header_style="bold")
+    table.add_column("hypothesis", overflow="fold", min_width=20)
+    if len(metrics) > 1:
+        table.add_column("metric")
     table.add_column("model", justify="right")
     table.add_column("scrubbed ± SE", justify="right")
     table.add_column("random ± SE", justify="right")
-    table.add_column("% recovered", justify="right")
+    table.add_column("recovered %", justify="right")
     table.add_column("per-sample gap", justify="right")
     table.add_column("samples", justify="right")
     table.add_column("seed", justify="right")
     for r in results:
-        direction = "↑" if r.higher_is_better else "↓"
-        table.add_row(
-            f"{r.hypothesis}\n[dim]{r.name}[/dim]",
-            f"{r.metric} {direction}",
+        cells = [f"{r.hypothesis}\n[dim]{r.name}[/dim]"]
+        if len(metrics) > 1:
+            cells.append(f"{r.metric} {'↑' if r.higher_is_better else '↓'}")
+        cells += [
             fmt(r.model_loss),
             fmt(r.scrubbed_loss, r.scrubbed_loss_se),
             fmt(r.random_loss, r.random_loss_se),
@@ -53,7 +59,8 @@ def results_table(results: Sequence[ScrubResult]):
             fmt(r.per_sample_gap, r.per_sample_gap_se),
             str(r.samples),
             str(r.seed),
-        )
+        ]
+        table.add_row(*cells)
     return table
 
 
@@ -61,16 +68,27 @@ def print_results(results: Sequence[ScrubResult], console=None) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    console = console or Console()
+    console = console or make_console()
     console.print(results_table(results))
-    warnings = [(r.hypothesis, w) for r in results for w in r.warnings]
-    for _, warning in warnings:
-        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+    for r in results:
+        for warning in r.warnings:
+            where = "" if warning.startswith(r.hypothesis) else f"{r.hypothesis}: "
+            console.print(f"[yellow]warning:[/yellow] {escape(where + warning)}", soft_wrap=True)
     if results:
         console.print(
             "[dim]per-sample gap = E|f(scrubbed, r) − f(model(r), r)|; compare it with "
             "|scrubbed − model|: a large gap beside a recovered mean is cancellation.[/dim]"
         )
+
+
+def make_console(stderr: bool = False):
+    """A console that is wide enough for the tables when output is not a terminal."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, width=max(console.width, 160))
+    return console
 
 
 def print_messages(lines: Iterable[str], console) -> None:
