@@ -122,6 +122,92 @@ def validate(
         _fail(errors)
 
 
+@app.command()
+def compare(
+    files: List[Path] = typer.Argument(..., help="Hypothesis YAML files.", show_default=False),
+    permute: Optional[str] = typer.Option(
+        None, "--permute", metavar="NAMES",
+        help="Comma-separated symbols: one hypothesis per permutation of them (in node names, "
+             "formulas and claims) of each file."),
+    samples: int = typer.Option(10_000, "--samples", "-n", help="Resamples per hypothesis."),
+    seed: int = typer.Option(0, "--seed", "-s", help="Random seed, shared by all hypotheses."),
+    policy: PolicyChoice = typer.Option(PolicyChoice.per_node, "--policy",
+                                        help="How unimportant paths are resampled."),
+    confidence: float = typer.Option(0.95, "--confidence",
+                                     help="Confidence level of intervals and groups."),
+    strict: bool = typer.Option(False, "--strict", help="Treat vacuous claims as errors."),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE",
+                                        help="Write a bar chart (.png, .svg or .pdf)."),
+) -> None:
+    """Scrub many hypotheses under one seed and rank them, with CIs and groups."""
+    from .api import Session, check_run_options
+    from .compare import compare as run_comparison
+    from .engine import scrub
+    from .errors import CascError
+    from .plot import PlotUnavailable, check_plot_path, plot_comparison
+    from .report import comparison_json, comparison_table, make_console, print_messages
+    from .spec.loader import load_hypothesis
+    from .spec.transform import permutations
+
+    session = Session()
+    items = []
+    try:
+        check_run_options(samples, seed)
+        if plot is not None:
+            check_plot_path(plot)
+        for file in files:
+            loaded = load_hypothesis(file)
+            if permute is None:
+                items.append((str(file), session.compile_loaded(loaded, policy.value, strict)))
+                continue
+            symbols = [s.strip() for s in permute.split(",") if s.strip()]
+            for variant in permutations(loaded, symbols):
+                label = variant.label if len(files) == 1 else f"{file} [{variant.label}]"
+                items.append((label, session.compile_loaded(variant.loaded, policy.value, strict)))
+        with _progress(len(items)) as advance:
+            comparison = run_comparison(
+                items, lambda h: scrub(session.prepare(h), samples, seed), confidence, advance)
+    except CascError as exc:
+        _fail([exc])
+    console = make_console()
+    if json_output:
+        typer.echo(comparison_json(comparison))
+    else:
+        console.print(comparison_table(comparison))
+    if plot is not None:
+        try:
+            plot_comparison(comparison, plot)
+            print_messages([f"wrote {plot}"], make_console(stderr=True))
+        except PlotUnavailable as exc:
+            print_messages([f"warning: no plot written: {exc}"], make_console(stderr=True))
+
+
+class _progress:
+    """A progress bar on stderr for sweeps, only when stderr is a terminal."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.bar = None
+
+    def __enter__(self):
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        if self.total > 1 and console.is_terminal:
+            from rich.progress import Progress
+
+            self.bar = Progress(console=console, transient=True)
+            self.bar.start()
+            task = self.bar.add_task("scrubbing", total=self.total)
+            return lambda: self.bar.advance(task)
+        return None
+
+    def __exit__(self, *exc_info) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

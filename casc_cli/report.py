@@ -15,6 +15,8 @@ def fmt(value: float | None, se: float | None = None) -> str:
     """A figure with as many decimals as its standard error supports."""
     if value is None or not math.isfinite(value):
         return "—"
+    if value == 0:
+        value = 0.0  # no "-0"
     if se is None or not math.isfinite(se) or se <= 0:
         text = f"{value:.4g}"
         return text if se is None else f"{text} ± 0"
@@ -96,3 +98,67 @@ def print_messages(lines: Iterable[str], console) -> None:
 
     for line in lines:
         console.print(escape(line), soft_wrap=True)
+
+
+def comparison_json(comparison) -> str:
+    """``casc compare --json``: one result per hypothesis, with its rank, CI and group."""
+    results = []
+    for rank, entry in enumerate(comparison.hypotheses, start=1):
+        item = entry.result.to_json()
+        item.update(label=entry.label, rank=rank, group=entry.group,
+                    ci_low=entry.ci_low, ci_high=entry.ci_high)
+        results.append(item)
+    return json.dumps({
+        "schema_version": SCHEMA_VERSION,
+        "comparison": {
+            "confidence": comparison.confidence,
+            "model_loss": comparison.model_loss,
+            "random_loss": comparison.random_loss,
+            "random_loss_se": comparison.random_se,
+            "random_group": comparison.random_group,
+            "samples": comparison.samples,
+            "seed": comparison.seed,
+        },
+        "results": results,
+    }, indent=2)
+
+
+def comparison_table(comparison):
+    """The ``casc compare`` table: ranked, with CIs, a bar and the group of each row."""
+    from rich.table import Table
+    from rich.text import Text
+
+    pct = round(comparison.confidence * 100)
+    direction = "higher" if comparison.higher_is_better else "lower"
+    table = Table(
+        title=(f"casc compare · metric {comparison.metric} ({direction} is better) · "
+               f"model {fmt(comparison.model_loss)} · random "
+               f"{fmt(comparison.random_loss, comparison.random_se)} · "
+               f"{comparison.samples} samples · seed {comparison.seed}"),
+        title_justify="left", header_style="bold",
+        caption=(f"group: rows whose scrubbed losses cannot be told apart at {pct}% "
+                 "(Bonferroni over the ranking); see docs/compare.md"),
+        caption_justify="left",
+    )
+    table.add_column("#", justify="right")
+    table.add_column("hypothesis", overflow="fold")
+    table.add_column(f"scrubbed [{pct}% CI]", justify="right")
+    table.add_column("recovered %", justify="right")
+    table.add_column("", min_width=22)
+    table.add_column("group", justify="right")
+    top = max([abs(e.ci_high) for e in comparison.entries] + [abs(comparison.model_loss), 1e-300])
+    width = 20
+    rank = 0
+    for entry in comparison.entries:
+        filled = int(round(width * abs(entry.mean) / top)) if math.isfinite(entry.mean) else 0
+        bar = Text("█" * filled + "·" * (width - filled),
+                   style="dim" if entry.result is None else "cyan")
+        ci = f"{fmt(entry.mean)} [{fmt(entry.ci_low)}, {fmt(entry.ci_high)}]"
+        if entry.result is None:
+            table.add_row("", Text(entry.label, style="italic"), ci, "0", bar,
+                          str(entry.group), style="dim")
+            continue
+        rank += 1
+        r = entry.result
+        table.add_row(str(rank), entry.label, ci, fmt(r.recovered_pct), bar, str(entry.group))
+    return table
