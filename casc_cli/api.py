@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import engine
@@ -72,7 +72,8 @@ class Session:
             policy: Policy = "per_node", strict: bool = False) -> ScrubResult:
         check_run_options(samples, seed)
         compiled = self.compile(path, policy, strict)
-        return engine.scrub(self.prepare(compiled), samples, seed)
+        result = engine.scrub(self.prepare(compiled), samples, seed)
+        return replace(result, hypothesis=str(path))
 
     def validate(self, path: str | Path) -> Validated:
         loaded = load_any(Path(path))

@@ -58,7 +58,8 @@ def _fail(errors: list[Exception]) -> None:
 
 @app.command()
 def run(
-    files: List[Path] = typer.Argument(..., help="Hypothesis YAML files.", show_default=False),
+    files: List[str] = typer.Argument(..., help="Hypothesis YAML files.", show_default=False,
+                                      metavar="FILES..."),
     samples: int = typer.Option(10_000, "--samples", "-n", help="Resamples per hypothesis."),
     seed: int = typer.Option(0, "--seed", "-s", help="Random seed; the same seed gives the same numbers."),
     policy: PolicyChoice = typer.Option(PolicyChoice.per_node, "--policy",
@@ -67,7 +68,10 @@ def run(
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Scrub each hypothesis and print model, scrubbed and random-baseline loss."""
+    from dataclasses import replace
+
     from .api import Session, check_run_options
+    from .engine import scrub
     from .errors import CascError
     from .report import print_results, to_json
 
@@ -79,17 +83,16 @@ def run(
         _fail([exc])
     for file in files:
         try:
-            compiled.append(session.compile(file, policy.value, strict))
+            compiled.append((file, session.compile(file, policy.value, strict)))
         except CascError as exc:
             errors.append(exc)
     if errors:
         _fail(errors)
     results = []
     try:
-        for hypothesis in compiled:
-            from .engine import scrub
-
-            results.append(scrub(session.prepare(hypothesis), samples, seed))
+        for file, hypothesis in compiled:
+            result = scrub(session.prepare(hypothesis), samples, seed)
+            results.append(replace(result, hypothesis=file))  # the path as given
     except CascError as exc:
         _fail([exc])
     if json_output:
@@ -100,7 +103,8 @@ def run(
 
 @app.command()
 def validate(
-    files: List[Path] = typer.Argument(..., help="Task or hypothesis YAML files.", show_default=False),
+    files: List[str] = typer.Argument(..., help="Task or hypothesis YAML files.",
+                                      show_default=False, metavar="FILES..."),
 ) -> None:
     """Check files without running them: format, formulas, graphs and correspondence."""
     from .api import Session
@@ -124,7 +128,8 @@ def validate(
 
 @app.command()
 def compare(
-    files: List[Path] = typer.Argument(..., help="Hypothesis YAML files.", show_default=False),
+    files: List[str] = typer.Argument(..., help="Hypothesis YAML files.", show_default=False,
+                                      metavar="FILES..."),
     permute: Optional[str] = typer.Option(
         None, "--permute", metavar="NAMES",
         help="Comma-separated symbols: one hypothesis per permutation of them (in node names, "
@@ -157,9 +162,9 @@ def compare(
         if plot is not None:
             check_plot_path(plot)
         for file in files:
-            loaded = load_hypothesis(file)
+            loaded = load_hypothesis(Path(file))
             if permute is None:
-                items.append((str(file), session.compile_loaded(loaded, policy.value, strict)))
+                items.append((file, session.compile_loaded(loaded, policy.value, strict)))
                 continue
             symbols = [s.strip() for s in permute.split(",") if s.strip()]
             for variant in permutations(loaded, symbols):

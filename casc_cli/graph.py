@@ -10,6 +10,7 @@ node whose input paths read the same slots are evaluated once.
 from __future__ import annotations
 
 import os
+import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Literal
@@ -40,15 +41,20 @@ def _located(exc: FormulaError, source: SourceMap, loc: tuple[str | int, ...]) -
     return located
 
 
+def name_column(text: str, name: str) -> int | None:
+    """Column of the first use of variable ``name`` in a formula (not inside a longer name)."""
+    match = re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", text)
+    return match.start() if match else None
+
+
 def _check_names(formula: Formula, known: set[str], source: SourceMap,
                  loc: tuple[str | int, ...], what: str) -> None:
     unknown = sorted(formula.names - known)
     if unknown:
-        col = formula.text.find(unknown[0])
         raise GraphError(
             f"{what} reads `{unknown[0]}`, which is not defined here "
             f"(known names: {', '.join(sorted(known)) or 'none'})",
-            source.formula_location(loc, col if col >= 0 else None),
+            source.formula_location(loc, name_column(formula.text, unknown[0])),
         )
 
 
@@ -317,14 +323,14 @@ def _interpretation_tree(loaded: LoadedHypothesis, model: ModelGraph
                 raise GraphError(
                     f"node `{name}` reads the root `{root}`: the interpretation must be a tree "
                     "whose first node is the root",
-                    source.formula_location(loc, formula.text.find(kid)),
+                    source.formula_location(loc, name_column(formula.text, kid)),
                 )
             if kid in parent_of:
                 raise GraphError(
                     f"node `{kid}` is read by both `{parent_of[kid]}` and `{name}`: the "
                     "interpretation must be a tree; give the second use its own node "
                     f"(e.g. `{kid}_2: {{value: ..., claims: ...}}`)",
-                    source.formula_location(loc, formula.text.find(kid)),
+                    source.formula_location(loc, name_column(formula.text, kid)),
                 )
             parent_of[kid] = name
     reachable, stack = {root}, [root]

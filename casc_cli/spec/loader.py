@@ -64,10 +64,9 @@ class SourceMap:
         base = self.location(loc)
         if col is None or not isinstance(node, yaml.ScalarNode) or base.line is None:
             return base
-        style = node.style or ""
-        if style in "|>":  # block scalars: the text starts on the next line
+        if node.style in ("|", ">"):  # block scalars: the text starts on the next line
             return base
-        offset = 1 if style in ("'", '"') else 0
+        offset = 1 if node.style in ("'", '"') else 0
         return Location(base.file, base.line, (base.col or 1) + offset + col)
 
 
@@ -134,6 +133,8 @@ def read_yaml(path: Path) -> tuple[Any, SourceMap]:
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark is not None and "stream end" in (exc.problem or ""):
+            mark = exc.context_mark  # an unclosed bracket: point at where it opened
         where = Location(shown, mark.line + 1, mark.column + 1) if mark else Location(shown)
         problem = " ".join(p for p in (exc.context, exc.problem) if p) or "malformed YAML"
         raise SpecError(f"malformed YAML: {problem}", where) from None
@@ -147,31 +148,39 @@ def read_yaml(path: Path) -> tuple[Any, SourceMap]:
 
 
 def _check_node_tree(root: yaml.Node, file: str) -> None:
-    """Reject duplicate keys and documents whose aliases expand past the node limit."""
+    """Reject duplicate keys, and documents whose aliases expand past the node limit.
+
+    Each distinct node is visited once; ``expanded`` holds the size of its
+    subtree with aliases expanded, so an alias bomb is caught in linear time.
+    """
     expanded: dict[int, int] = {}
+    on_path: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
         node, children_done = stack.pop()
-        if id(node) in expanded:
-            continue
         if isinstance(node, yaml.ScalarNode):
             expanded[id(node)] = 1
             continue
-        children = [c for kv in node.value for c in kv] if isinstance(
-            node, yaml.MappingNode) else list(node.value)
+        if isinstance(node, yaml.MappingNode):
+            children = [c for kv in node.value for c in kv]
+        else:
+            children = list(node.value)
         if not children_done:
-            if id(node) in {id(n) for n, _ in stack}:  # pragma: no cover - recursive alias
-                raise SpecError("recursive YAML alias", Location(file))
+            if id(node) in expanded:
+                continue
+            if id(node) in on_path:
+                raise SpecError("recursive YAML alias", _mark(file, node))
+            on_path.add(id(node))
             stack.append((node, True))
             stack.extend((c, False) for c in children if id(c) not in expanded)
             continue
+        on_path.discard(id(node))
         total = 1 + sum(expanded.get(id(c), 1) for c in children)
         if total > MAX_YAML_NODES:
-            mark = node.start_mark
             raise SpecError(
                 f"the document expands to more than {MAX_YAML_NODES} YAML nodes "
                 "(an alias bomb?); raise the limit with CASC_MAX_YAML_NODES",
-                Location(file, mark.line + 1, mark.column + 1),
+                _mark(file, node),
             )
         expanded[id(node)] = total
         if isinstance(node, yaml.MappingNode):
@@ -180,12 +189,15 @@ def _check_node_tree(root: yaml.Node, file: str) -> None:
                 if isinstance(key, yaml.ScalarNode):
                     if key.value in seen:
                         first = seen[key.value].start_mark.line + 1
-                        mark = key.start_mark
                         raise SpecError(
                             f"duplicate key `{key.value}` (first given on line {first})",
-                            Location(file, mark.line + 1, mark.column + 1),
+                            _mark(file, key),
                         )
                     seen[key.value] = key
+
+
+def _mark(file: str, node: yaml.Node) -> Location:
+    return Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Key, ...]) -> list[str] | None:
@@ -240,6 +252,9 @@ def _describe(error: dict[str, Any], allowed: list[str] | None) -> str:
         return f"unknown key `{loc[-1]}`{hint}"
     if kind == "missing":
         return f"missing required key `{loc[-1]}`"
+    if "[key]" in loc:
+        message = error["msg"].removeprefix("Value error, ").replace("this name", "the name")
+        return f"`{field}`: {message}"
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
@@ -266,7 +281,7 @@ def validate(model: type[BaseModel], data: Any, source: SourceMap) -> Any:
         first_location = None
         for error in errors[:MAX_ERRORS_SHOWN]:
             loc = tuple(p for p in error["loc"] if not _is_union_tag(p))
-            extra = error["type"] == "extra_forbidden"
+            extra = error["type"] == "extra_forbidden" or "[key]" in error["loc"]
             where = source.location(loc, key=extra)
             if error["type"] == "missing":
                 where = source.location(loc[:-1])
@@ -300,9 +315,9 @@ def file_kind(data: Any) -> str | None:
             return "hypothesis"
         if "task" in data and "models" in data:
             return "task"
-        if "task" in data and "nodes" in data:
+        if "nodes" in data:
             return "hypothesis"
-        if "task" in data:
+        if "task" in data or "models" in data or "inputs" in data:
             return "task"
     return None
 
@@ -330,6 +345,12 @@ def load_hypothesis(path: Path) -> LoadedHypothesis:
     if not task_path.exists():
         raise SpecError(
             f"task file {display_path(task_path)} does not exist (paths are relative to this file)",
+            source.location(("task",)),
+        )
+    task_data, _ = read_yaml(task_path)
+    if file_kind(task_data) != "task":
+        raise SpecError(
+            f"`task:` must name a task file, but {display_path(task_path)} is a hypothesis file",
             source.location(("task",)),
         )
     task = load_task(task_path)

@@ -13,6 +13,7 @@ import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -52,6 +53,13 @@ def _formula_text(value: Any) -> Any:
 
 
 Formula = Annotated[StrictStr, Field(min_length=1)]
+
+
+def _identifier(name: str) -> str:
+    return check_identifier(name, "this")
+
+
+Identifier = Annotated[StrictStr, AfterValidator(_identifier)]
 
 
 class _Strict(BaseModel):
@@ -174,7 +182,7 @@ class MetricSpec(_Strict):
 class ModelSpec(_Strict):
     """A model graph G: named formula nodes and the output node."""
 
-    nodes: dict[StrictStr, Formula] = Field(min_length=1)
+    nodes: dict[Identifier, Formula] = Field(min_length=1)
     output: StrictStr
 
     @field_validator("nodes", mode="before")
@@ -184,20 +192,13 @@ class ModelSpec(_Strict):
             return {k: _formula_text(v) for k, v in value.items()}
         return value
 
-    @field_validator("nodes")
-    @classmethod
-    def _names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            check_identifier(name, "model node")
-        return value
-
 
 class TaskSpec(_Strict):
     """A task: inputs, the dataset D, the label, the metric and the model graphs."""
 
     task: StrictStr = Field(min_length=1)
     description: StrictStr = ""
-    inputs: dict[StrictStr, InputSpec] = Field(min_length=1)
+    inputs: dict[Identifier, InputSpec] = Field(min_length=1)
     dataset: DatasetSpec
     label: Formula
     metric: MetricSpec
@@ -212,7 +213,6 @@ class TaskSpec(_Strict):
     @classmethod
     def _input_names(cls, value: dict[str, InputSpec]) -> dict[str, InputSpec]:
         for name in value:
-            check_identifier(name, "input")
             if name in ("out", "label"):
                 raise ValueError(f"`{name}` is reserved for metric formulas; rename the input")
         return value
@@ -242,11 +242,4 @@ class HypothesisSpec(_Strict):
     description: StrictStr = ""
     task: StrictStr = Field(min_length=1)
     model: StrictStr | None = None
-    nodes: dict[StrictStr, NodeSpec] = Field(min_length=1)
-
-    @field_validator("nodes")
-    @classmethod
-    def _names(cls, value: dict[str, NodeSpec]) -> dict[str, NodeSpec]:
-        for name in value:
-            check_identifier(name, "interpretation node")
-        return value
+    nodes: dict[Identifier, NodeSpec] = Field(min_length=1)
