@@ -188,6 +188,37 @@ def compare(
             print_messages([f"warning: no plot written: {exc}"], make_console(stderr=True))
 
 
+class ShowFormat(str, Enum):
+    text = "text"
+    dot = "dot"
+    mermaid = "mermaid"
+
+
+@app.command()
+def show(
+    file: str = typer.Argument(..., help="A hypothesis YAML file.", show_default=False,
+                               metavar="FILE"),
+    fmt: ShowFormat = typer.Option(ShowFormat.text, "--format", "-f",
+                                   help="text (terminal), dot (Graphviz) or mermaid (Markdown)."),
+    policy: PolicyChoice = typer.Option(PolicyChoice.per_node, "--policy",
+                                        help="How unimportant paths are resampled."),
+) -> None:
+    """Draw the model graph and the interpretation tree with the correspondence."""
+    from .api import Session
+    from .errors import CascError
+    from .report import make_console
+    from .show import render
+
+    try:
+        drawing = render(Session().compile(file, policy.value), fmt.value)
+    except CascError as exc:
+        _fail([exc])
+    if isinstance(drawing, str):
+        typer.echo(drawing, nl=False)
+    else:
+        make_console().print(drawing)
+
+
 class _progress:
     """A progress bar on stderr for sweeps, only when stderr is a terminal."""
 

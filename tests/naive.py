@@ -7,7 +7,7 @@ or with ``graph._assign_paths``: it only reuses the parsed objects
 (``compiled.model``, ``compiled.nodes``, ``compiled.root``, ``compiled.task``),
 the dataset, and ``Formula.evaluate`` on batches of size 1.
 
-The algorithm for one resample (``/work/shared/SEMANTICS.md``):
+The algorithm for one resample (the contract summarised in the README, "How casc scrubs"):
 
 1. r = a uniform random row of D; d(root) = r.
 2. Walking the interpretation tree from the root, each child k of n gets
