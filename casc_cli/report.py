@@ -20,8 +20,20 @@ def fmt(value: float | None, se: float | None = None) -> str:
     if se is None or not math.isfinite(se) or se <= 0:
         text = f"{value:.4g}"
         return text if se is None else f"{text} ± 0"
-    decimals = min(8, max(0, 1 - math.floor(math.log10(se))))
+    decimals = _decimals(se)
     return f"{value:.{decimals}f} ± {se:.{decimals}f}"
+
+
+def _decimals(se: float) -> int:
+    """Two significant digits of the standard error."""
+    return min(8, max(0, 1 - math.floor(math.log10(se))))
+
+
+def fmt_interval(mean: float, low: float, high: float, se: float) -> str:
+    if not math.isfinite(se) or se <= 0:
+        return f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
+    d = _decimals(se)
+    return f"{mean:.{d}f} [{low:.{d}f}, {high:.{d}f}]"
 
 
 def to_json(results: Sequence[ScrubResult]) -> str:
@@ -131,13 +143,13 @@ def comparison_table(comparison):
     pct = round(comparison.confidence * 100)
     direction = "higher" if comparison.higher_is_better else "lower"
     table = Table(
-        title=(f"casc compare · metric {comparison.metric} ({direction} is better) · "
-               f"model {fmt(comparison.model_loss)} · random "
-               f"{fmt(comparison.random_loss, comparison.random_se)} · "
-               f"{comparison.samples} samples · seed {comparison.seed}"),
+        title=f"casc compare · metric {comparison.metric} ({direction} is better)",
         title_justify="left", header_style="bold",
-        caption=(f"group: rows whose scrubbed losses cannot be told apart at {pct}% "
-                 "(Bonferroni over the ranking); see docs/compare.md"),
+        caption=(f"model loss {fmt(comparison.model_loss)} · random baseline "
+                 f"{fmt(comparison.random_loss, comparison.random_se)} · "
+                 f"{comparison.samples} samples · seed {comparison.seed}\n"
+                 f"group: rows that cannot be told apart at {pct}% (Bonferroni over the "
+                 "ranking; docs/compare.md)"),
         caption_justify="left",
     )
     table.add_column("#", justify="right")
@@ -153,12 +165,13 @@ def comparison_table(comparison):
         filled = int(round(width * abs(entry.mean) / top)) if math.isfinite(entry.mean) else 0
         bar = Text("█" * filled + "·" * (width - filled),
                    style="dim" if entry.result is None else "cyan")
-        ci = f"{fmt(entry.mean)} [{fmt(entry.ci_low)}, {fmt(entry.ci_high)}]"
+        ci = fmt_interval(entry.mean, entry.ci_low, entry.ci_high, entry.se)
         if entry.result is None:
             table.add_row("", Text(entry.label, style="italic"), ci, "0", bar,
                           str(entry.group), style="dim")
             continue
         rank += 1
         r = entry.result
-        table.add_row(str(rank), entry.label, ci, fmt(r.recovered_pct), bar, str(entry.group))
+        table.add_row(str(rank), entry.label, ci, fmt(r.recovered_pct, r.recovered_pct_se), bar,
+                      str(entry.group))
     return table
