@@ -13,7 +13,8 @@ from pathlib import Path
 from . import engine
 from .data import Dataset, build_dataset
 from .errors import GraphError, UsageError
-from .graph import POLICIES, CompiledHypothesis, CompiledTask, Policy, compile_hypothesis, compile_task
+from .graph import (ABLATIONS, POLICIES, Ablation, CompiledHypothesis, CompiledTask, Policy,
+                    compile_hypothesis, compile_task)
 from .metrics import ScrubResult
 from .spec.loader import LoadedHypothesis, LoadedTask, load_any, load_hypothesis
 
@@ -50,15 +51,18 @@ class Session:
         return self._data[key]
 
     def compile(self, path: str | Path, policy: Policy = "per_node",
-                strict: bool = False) -> CompiledHypothesis:
+                strict: bool = False, ablation: Ablation = "resample") -> CompiledHypothesis:
         loaded = load_hypothesis(Path(path))
-        return self.compile_loaded(loaded, policy, strict)
+        return self.compile_loaded(loaded, policy, strict, ablation)
 
     def compile_loaded(self, loaded: LoadedHypothesis, policy: Policy = "per_node",
-                       strict: bool = False) -> CompiledHypothesis:
+                       strict: bool = False, ablation: Ablation = "resample"
+                       ) -> CompiledHypothesis:
         if policy not in POLICIES:
             raise UsageError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
-        compiled = compile_hypothesis(loaded, policy, self.task(loaded.task))
+        if ablation not in ABLATIONS:
+            raise UsageError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
+        compiled = compile_hypothesis(loaded, policy, self.task(loaded.task), ablation)
         vacuous = [w for w in compiled.warnings if w.kind == "vacuous"]
         if strict and vacuous:
             first = vacuous[0]
@@ -69,9 +73,10 @@ class Session:
         return engine.prepare(compiled, self.dataset(compiled.loaded.task))
 
     def run(self, path: str | Path, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
-            policy: Policy = "per_node", strict: bool = False) -> ScrubResult:
+            policy: Policy = "per_node", strict: bool = False,
+            ablation: Ablation = "resample") -> ScrubResult:
         check_run_options(samples, seed)
-        compiled = self.compile(path, policy, strict)
+        compiled = self.compile(path, policy, strict, ablation)
         result = engine.scrub(self.prepare(compiled), samples, seed)
         return replace(result, hypothesis=str(path))
 
@@ -94,9 +99,11 @@ def check_run_options(samples: int, seed: int) -> None:
 
 
 def run(path: str | Path, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
-        policy: Policy = "per_node", strict: bool = False) -> ScrubResult:
+        policy: Policy = "per_node", strict: bool = False,
+        ablation: Ablation = "resample") -> ScrubResult:
     """Scrub one hypothesis file and return its figures."""
-    return Session().run(path, samples=samples, seed=seed, policy=policy, strict=strict)
+    return Session().run(path, samples=samples, seed=seed, policy=policy, strict=strict,
+                         ablation=ablation)
 
 
 def validate(path: str | Path) -> Validated:

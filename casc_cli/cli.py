@@ -33,6 +33,15 @@ class PolicyChoice(str, Enum):
     independent = "independent"
 
 
+class AblationChoice(str, Enum):
+    resample = "resample"
+    mean = "mean"
+    zero = "zero"
+
+
+ABLATION_HELP = "What unimportant paths get: a resampled datum, or their mean or zero."
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"casc {__version__}")
@@ -64,6 +73,8 @@ def run(
     seed: int = typer.Option(0, "--seed", "-s", help="Random seed; the same seed gives the same numbers."),
     policy: PolicyChoice = typer.Option(PolicyChoice.per_node, "--policy",
                                         help="How unimportant paths are resampled."),
+    ablation: AblationChoice = typer.Option(AblationChoice.resample, "--ablation",
+                                            help=ABLATION_HELP),
     strict: bool = typer.Option(False, "--strict", help="Treat vacuous claims as errors."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -83,7 +94,7 @@ def run(
         _fail([exc])
     for file in files:
         try:
-            compiled.append((file, session.compile(file, policy.value, strict)))
+            compiled.append((file, session.compile(file, policy.value, strict, ablation.value)))
         except CascError as exc:
             errors.append(exc)
     if errors:
@@ -138,6 +149,8 @@ def compare(
     seed: int = typer.Option(0, "--seed", "-s", help="Random seed, shared by all hypotheses."),
     policy: PolicyChoice = typer.Option(PolicyChoice.per_node, "--policy",
                                         help="How unimportant paths are resampled."),
+    ablation: AblationChoice = typer.Option(AblationChoice.resample, "--ablation",
+                                            help=ABLATION_HELP),
     confidence: float = typer.Option(0.95, "--confidence",
                                      help="Confidence level of intervals and groups."),
     strict: bool = typer.Option(False, "--strict", help="Treat vacuous claims as errors."),
@@ -164,12 +177,14 @@ def compare(
         for file in files:
             loaded = load_hypothesis(Path(file))
             if permute is None:
-                items.append((file, session.compile_loaded(loaded, policy.value, strict)))
+                items.append((file, session.compile_loaded(loaded, policy.value, strict,
+                                                                   ablation.value)))
                 continue
             symbols = [s.strip() for s in permute.split(",") if s.strip()]
             for variant in permutations(loaded, symbols):
                 label = variant.label if len(files) == 1 else f"{file} [{variant.label}]"
-                items.append((label, session.compile_loaded(variant.loaded, policy.value, strict)))
+                items.append((label, session.compile_loaded(variant.loaded, policy.value,
+                                                                    strict, ablation.value)))
         with _progress(len(items)) as advance:
             comparison = run_comparison(
                 items, lambda h: scrub(session.prepare(h), samples, seed), confidence, advance)

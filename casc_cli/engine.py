@@ -21,6 +21,7 @@ from typing import Mapping
 import numpy as np
 
 from .data import Dataset
+from .diagnostics import diagnose
 from .errors import EvaluationError
 from .formula import Formula
 from .graph import STREAM_RANDOM_BASELINE, STREAM_REFERENCE, CompiledHypothesis
@@ -74,6 +75,12 @@ class Prepared:
     model_metric: np.ndarray
     node_values: dict[str, np.ndarray]
     classes: dict[str, ClassTable]
+    ablated: dict[str, np.ndarray]  # per-example value standing in for an ablated node
+
+    @property
+    def discrete_output(self) -> bool:
+        """Whether outputs are discrete (bool or integer), so output divergence is defined."""
+        return self.model_outputs.dtype.kind in "biu"
 
 
 def _evaluate_checked(formula: Formula, env: Mapping[str, np.ndarray], batch: int,
@@ -132,7 +139,14 @@ def prepare(hypothesis: CompiledHypothesis, dataset: Dataset) -> Prepared:
                                               f"interpretation node `{name}`", None, dataset)
     classes = {slot.node: ClassTable.from_values(node_values[slot.node])
                for slot in hypothesis.plan.slots if slot.kind == "node" and slot.node}
-    return Prepared(hypothesis, dataset, labels, outputs, model_metric, node_values, classes)
+    ablated = {}
+    for step in hypothesis.plan.steps:
+        if step.kind == "ablate":
+            values = env[step.name]
+            ablated[step.name] = (np.zeros_like(values[0]) if hypothesis.ablation == "zero"
+                                  else values.mean(axis=0))
+    return Prepared(hypothesis, dataset, labels, outputs, model_metric, node_values, classes,
+                    ablated)
 
 
 def _postorder(hypothesis: CompiledHypothesis) -> list[str]:
@@ -168,20 +182,26 @@ def _stream(seed: int, *key: int) -> np.random.Generator:
 
 @dataclass
 class Accumulator:
-    """Moments of the three Monte Carlo quantities, merged block by block."""
+    """Moments of the Monte Carlo quantities, merged block by block.
+
+    ``diff`` is the paired difference f(scrubbed, r) - f(G(r), r), ``gap`` its
+    absolute value, ``divergence`` whether the scrubbed output differs from the
+    model's output on the same reference (discrete outputs only).
+    """
 
     scrubbed: Moments
+    diff: Moments
     gap: Moments
+    divergence: Moments
     random: Moments
 
     @classmethod
     def empty(cls) -> Accumulator:
-        return cls(Moments(), Moments(), Moments())
+        return cls(Moments(), Moments(), Moments(), Moments(), Moments())
 
     def merge(self, other: Accumulator) -> None:
-        self.scrubbed.merge(other.scrubbed)
-        self.gap.merge(other.gap)
-        self.random.merge(other.random)
+        for name in ("scrubbed", "diff", "gap", "divergence", "random"):
+            getattr(self, name).merge(getattr(other, name))
 
 
 def scrubbed_outputs(prepared: Prepared, seed: int, block: int, size: int
@@ -204,6 +224,9 @@ def scrubbed_outputs(prepared: Prepared, seed: int, block: int, size: int
     for step in plan.steps:
         if step.kind == "input":
             values.append(inputs[step.name][slot_rows[step.slot]])
+        elif step.kind == "ablate":
+            constant = prepared.ablated[step.name]
+            values.append(np.broadcast_to(constant, (size, *np.shape(constant))))
         else:
             env = {name: values[i] for name, i in step.args}
             values.append(_evaluate_checked(formulas[step.name], env, size,
@@ -218,7 +241,12 @@ def run_block(prepared: Prepared, seed: int, block: int, size: int) -> Accumulat
     f_scrubbed = _metric(prepared.hypothesis, out, prepared.labels, references, prepared.dataset)
     acc = Accumulator.empty()
     acc.scrubbed.add(f_scrubbed)
-    acc.gap.add(np.abs(f_scrubbed - prepared.model_metric[references]))
+    diff = f_scrubbed - prepared.model_metric[references]
+    acc.diff.add(diff)
+    acc.gap.add(np.abs(diff))
+    if prepared.discrete_output:
+        changed = np.not_equal(out, prepared.model_outputs[references])
+        acc.divergence.add(changed.reshape(size, -1).any(axis=1).astype(np.float64))
     n_rows = prepared.dataset.size
     rng = _stream(seed, STREAM_RANDOM_BASELINE, block)
     shuffled_out = (rng.random(size) * n_rows).astype(np.int64)
@@ -244,20 +272,36 @@ def scrub(prepared: Prepared, samples: int, seed: int) -> ScrubResult:
 
 def summarise(prepared: Prepared, acc: Accumulator, seed: int) -> ScrubResult:
     hyp = prepared.hypothesis
+    metric = hyp.task.metric
     model_loss = float(np.mean(prepared.model_metric))
     pct, pct_se = recovered(model_loss, acc.scrubbed, acc.random)
+    diagnosis = diagnose(acc.diff, acc.gap, model_loss, acc.random.mean,
+                         metric.higher_is_better, scale_defined=pct is not None)
     warnings = [str(w) for w in hyp.warnings]
+    flags = []
     if pct is None:
         warnings.append("% loss recovered is undefined: the model's loss cannot be told apart "
                         "from the random baseline, so there is no loss to recover")
+    if diagnosis.cancellation:
+        flags.append("cancellation")
+        warnings.append(
+            f"cancellation: the scrubbed model disagrees with the model by "
+            f"{acc.gap.mean:.4g} per sample, but {diagnosis.cancelled_fraction:.0%} of that "
+            "cancels in the average; the mean hides how wrong the hypothesis is")
+    if diagnosis.better_than_model:
+        flags.append("better than model")
+        warnings.append(
+            "the scrubbed model does better than the model itself "
+            f"({acc.scrubbed.mean:.4g} vs {model_loss:.4g}): resampling should only remove "
+            "information, so the hypothesis may be sneaking some in")
+    divergence = acc.divergence if prepared.discrete_output else None
     return ScrubResult(
         hypothesis=display_path(hyp.loaded.path),
         name=hyp.loaded.spec.hypothesis,
         task=hyp.task.loaded.spec.task,
         model=hyp.model.name,
-        metric=hyp.task.metric.name if hyp.task.metric.formula is None
-        else hyp.task.metric.formula.text,
-        higher_is_better=hyp.task.metric.higher_is_better,
+        metric=metric.name if metric.formula is None else metric.formula.text,
+        higher_is_better=metric.higher_is_better,
         model_loss=model_loss,
         scrubbed_loss=acc.scrubbed.mean,
         scrubbed_loss_se=acc.scrubbed.se,
@@ -267,10 +311,18 @@ def summarise(prepared: Prepared, acc: Accumulator, seed: int) -> ScrubResult:
         recovered_pct_se=pct_se,
         per_sample_gap=acc.gap.mean,
         per_sample_gap_se=acc.gap.se,
-        mean_gap=abs(acc.scrubbed.mean - model_loss),
+        mean_gap=abs(acc.diff.mean),
+        mean_gap_se=acc.diff.se,
+        cancellation=diagnosis.cancellation,
+        cancelled_fraction=diagnosis.cancelled_fraction,
+        better_than_model=diagnosis.better_than_model,
+        output_divergence=None if divergence is None else divergence.mean,
+        output_divergence_se=None if divergence is None else divergence.se,
         samples=acc.scrubbed.n,
         seed=seed,
         policy=hyp.policy,
+        ablation=hyp.ablation,
         dataset_size=prepared.dataset.size,
+        flags=flags,
         warnings=warnings,
     )

@@ -23,6 +23,8 @@ from .spec.loader import LoadedHypothesis, LoadedTask, SourceMap
 
 Policy = Literal["per_node", "shared", "independent"]
 POLICIES: tuple[Policy, ...] = ("per_node", "shared", "independent")
+Ablation = Literal["resample", "mean", "zero"]
+ABLATIONS: tuple[Ablation, ...] = ("resample", "mean", "zero")
 MAX_PATHS = int(os.environ.get("CASC_MAX_PATHS", 100_000))
 Path_ = tuple[str, ...]  # a model path: (input, node, ..., output)
 
@@ -254,9 +256,10 @@ class Slot:
 
 @dataclass(frozen=True)
 class Step:
-    """Evaluate one treeified model node (``args`` name -> step) or read one input."""
+    """Evaluate one treeified model node (``args`` name -> step), read one input, or
+    stand in for an ablated subtree (``ablate``: the node's mean over D, or zero)."""
 
-    kind: Literal["input", "node"]
+    kind: Literal["input", "node", "ablate"]
     name: str
     slot: int = -1
     args: tuple[tuple[str, int], ...] = ()
@@ -280,6 +283,7 @@ class CompiledHypothesis:
     plan: ScrubPlan
     policy: Policy
     warnings: tuple[HypothesisWarning, ...]
+    ablation: Ablation = "resample"
 
 
 STREAM_REFERENCE = 0
@@ -290,15 +294,23 @@ STREAM_RANDOM_BASELINE = 4
 
 
 def compile_hypothesis(loaded: LoadedHypothesis, policy: Policy = "per_node",
-                       task: CompiledTask | None = None) -> CompiledHypothesis:
-    """Check the interpretation tree and its correspondence, and build the recipe."""
+                       task: CompiledTask | None = None,
+                       ablation: Ablation = "resample") -> CompiledHypothesis:
+    """Check the interpretation tree and its correspondence, and build the recipe.
+
+    ``ablation`` says what unimportant paths get: ``resample`` (the algorithm:
+    an "other inputs" datum), or ``mean``/``zero``, which replace every maximal
+    treeified subtree whose input paths are all unimportant by that node's mean
+    over D or by zero (appendix section 3 explains why resampling is preferred).
+    """
     task = task or compile_task(loaded.task)
     model = task.model(loaded.model_name)
     nodes, root = _interpretation_tree(loaded, model)
     warnings: list[HypothesisWarning] = []
     path_owner = _assign_paths(nodes, root, model, warnings)
-    plan = _build_plan(nodes, root, model, path_owner, policy)
-    return CompiledHypothesis(loaded, task, model, nodes, root, plan, policy, tuple(warnings))
+    plan = _build_plan(nodes, root, model, path_owner, policy, ablation)
+    return CompiledHypothesis(loaded, task, model, nodes, root, plan, policy, tuple(warnings),
+                              ablation)
 
 
 def _interpretation_tree(loaded: LoadedHypothesis, model: ModelGraph
@@ -479,7 +491,8 @@ def _assign_paths(nodes: dict[str, InterpNode], root: str, model: ModelGraph,
 
 
 def _build_plan(nodes: dict[str, InterpNode], root: str, model: ModelGraph,
-                owner: dict[Path_, tuple[str, bool]], policy: Policy) -> ScrubPlan:
+                owner: dict[Path_, tuple[str, bool]], policy: Policy,
+                ablation: Ablation = "resample") -> ScrubPlan:
     slots: list[Slot] = []
     node_slot: dict[str, int] = {}
     preorder: list[str] = []
@@ -529,10 +542,21 @@ def _build_plan(nodes: dict[str, InterpNode], root: str, model: ModelGraph,
     steps: list[Step] = []
     memo: dict[tuple, int] = {}
 
+    def unimportant_only(node: str, suffix: Path_) -> bool:
+        if node in model.inputs:
+            return owner[(node, *suffix)][1]
+        return all(unimportant_only(parent, (node, *suffix)) for parent in model.reads[node])
+
     def build(node: str, suffix: Path_) -> tuple[int, tuple]:
+        if ablation != "resample" and unimportant_only(node, suffix):
+            signature: tuple = ("ablate", node)
+            if signature not in memo:
+                memo[signature] = len(steps)
+                steps.append(Step("ablate", node))
+            return memo[signature], signature
         if node in model.inputs:
             slot = path_slot[(node, *suffix)]
-            signature: tuple = (node, slot)
+            signature = (node, slot)
             if signature not in memo:
                 memo[signature] = len(steps)
                 steps.append(Step("input", node, slot=slot))

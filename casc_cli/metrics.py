@@ -87,10 +87,18 @@ class ScrubResult:
     per_sample_gap: float
     per_sample_gap_se: float
     mean_gap: float
+    mean_gap_se: float
+    cancellation: bool
+    cancelled_fraction: float | None
+    better_than_model: bool
+    output_divergence: float | None
+    output_divergence_se: float | None
     samples: int
     seed: int
     policy: str
+    ablation: str
     dataset_size: int
+    flags: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:

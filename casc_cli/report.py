@@ -59,6 +59,8 @@ def results_table(results: Sequence[ScrubResult]):
     table.add_column("random ± SE", justify="right")
     table.add_column("recovered %", justify="right")
     table.add_column("per-sample gap", justify="right")
+    table.add_column("output ≠", justify="right")
+    table.add_column("flags")
     table.add_column("samples", justify="right")
     table.add_column("seed", justify="right")
     for r in results:
@@ -71,6 +73,8 @@ def results_table(results: Sequence[ScrubResult]):
             fmt(r.random_loss, r.random_loss_se),
             fmt(r.recovered_pct, r.recovered_pct_se),
             fmt(r.per_sample_gap, r.per_sample_gap_se),
+            fmt(r.output_divergence, r.output_divergence_se),
+            "\n".join(f"[bold red]{f}[/bold red]" for f in r.flags) or "[green]—[/green]",
             str(r.samples),
             str(r.seed),
         ]
@@ -91,7 +95,8 @@ def print_results(results: Sequence[ScrubResult], console=None) -> None:
     if results:
         console.print(
             "[dim]per-sample gap = E|f(scrubbed, r) − f(model(r), r)|; compare it with "
-            "|scrubbed − model|: a large gap beside a recovered mean is cancellation.[/dim]"
+            "|scrubbed − model|: a large gap beside a recovered mean is cancellation "
+            "(docs/diagnostics.md).[/dim]"
         )
 
 
