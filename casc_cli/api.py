@@ -89,6 +89,38 @@ class Session:
         return Validated(str(path), "hypothesis", tuple(str(w) for w in compiled.warnings))
 
 
+    def check(self, paths: list[str], *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
+              k: float = 3.0, baseline: str | None = None) -> tuple[list, list[ScrubResult]]:
+        """Judge the ``expect:`` blocks under ``paths`` and, optionally, a saved baseline.
+
+        Returns the checks (see :mod:`casc_cli.check`) and the results they judged.
+        """
+        from .check import (expectations, hypothesis_files, judge, judge_baseline,
+                            load_baseline, rerun_baseline)
+
+        check_run_options(samples, seed)
+        if not k > 0:
+            raise UsageError("-k must be positive")
+        if not paths and baseline is None:
+            raise UsageError("give hypothesis files or folders, or --baseline FILE")
+        planned = []
+        for file in hypothesis_files(paths):
+            loaded, expect = expectations(file)
+            if expect is not None:
+                planned.append((file, self.compile_loaded(loaded), expect))
+        old_results = load_baseline(baseline) if baseline is not None else []
+        checks, results = [], []
+        for file, compiled, expect in planned:
+            result = replace(engine.scrub(self.prepare(compiled), samples, seed), hypothesis=file)
+            results.append(result)
+            checks.extend(judge(result, expect, compiled.loaded, file, k))
+        for old in old_results:
+            result = rerun_baseline(old, self.run)
+            results.append(result)
+            checks.extend(judge_baseline(old, result, k, baseline))
+        return checks, results
+
+
 def check_run_options(samples: int, seed: int) -> None:
     if samples < 2:
         raise UsageError("--samples must be at least 2 (a standard error needs two samples)")

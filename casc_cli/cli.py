@@ -203,6 +203,69 @@ def compare(
             print_messages([f"warning: no plot written: {exc}"], make_console(stderr=True))
 
 
+class CheckFormat(str, Enum):
+    table = "table"
+    json = "json"
+    github = "github"
+    junit = "junit"
+
+
+@app.command()
+def check(
+    paths: List[str] = typer.Argument(None, help="Hypothesis files or folders (searched "
+                                      "recursively).", show_default=False, metavar="PATHS..."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", metavar="FILE",
+                                           help="A saved `casc run --json`: re-run and compare."),
+    samples: int = typer.Option(10_000, "--samples", "-n", help="Resamples per hypothesis."),
+    seed: int = typer.Option(0, "--seed", "-s", help="Random seed."),
+    k: float = typer.Option(3.0, "-k", "--sigmas",
+                            help="Fail only when a bound is missed by more than k standard errors."),
+    fmt: Optional[CheckFormat] = typer.Option(
+        None, "--format", "-f",
+        help="table, json, github (workflow annotations) or junit (XML); default github under "
+             "GitHub Actions, else table."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE",
+                                          help="Write the report to FILE instead of stdout."),
+) -> None:
+    """Run every hypothesis that has `expect:` and judge it; exit 1 if any expectation fails."""
+    import os
+
+    from .api import Session
+    from .errors import CascError
+    from .report import checks_github, checks_json, checks_junit, checks_table, make_console
+
+    if fmt is None:
+        fmt = CheckFormat.github if os.environ.get("GITHUB_ACTIONS") == "true" else CheckFormat.table
+    try:
+        checks, results = Session().check(paths or [], samples=samples, seed=seed, k=k,
+                                          baseline=baseline)
+    except CascError as exc:
+        _fail([exc])
+    failed = sum(not c.passed for c in checks)
+    if fmt is CheckFormat.table:
+        console = make_console()
+        if output is not None:
+            import io
+
+            from rich.console import Console
+
+            console = Console(file=io.StringIO(), width=160, record=True)
+        console.print(checks_table(checks, k))
+        console.print(f"{len(checks) - failed} passed, {failed} failed")
+        if output is not None:
+            output.write_text(console.export_text(), encoding="utf-8")
+    else:
+        text = {CheckFormat.json: lambda: checks_json(checks, results),
+                CheckFormat.github: lambda: checks_github(checks),
+                CheckFormat.junit: lambda: checks_junit(checks)}[fmt]()
+        if output is not None:
+            output.write_text(text + "\n", encoding="utf-8")
+        else:
+            typer.echo(text)
+    if failed:
+        raise typer.Exit(1)
+
+
 class ShowFormat(str, Enum):
     text = "text"
     dot = "dot"

@@ -180,3 +180,82 @@ def comparison_table(comparison):
         table.add_row(str(rank), entry.label, ci, fmt(r.recovered_pct, r.recovered_pct_se), bar,
                       str(entry.group))
     return table
+
+
+# ---------------------------------------------------------------------- casc check
+
+
+def checks_table(checks, k: float):
+    from rich.table import Table
+
+    table = Table(title=f"casc check · bounds judged at {k:g} standard errors",
+                  title_justify="left", header_style="bold")
+    table.add_column("", width=4)
+    table.add_column("where", overflow="fold")
+    table.add_column("figure")
+    table.add_column("expected")
+    table.add_column("result", overflow="fold")
+    for c in checks:
+        mark = "[green]ok[/green]" if c.passed else "[bold red]FAIL[/bold red]"
+        table.add_row(mark, str(c.location), c.figure, c.expected, c.message)
+    return table
+
+
+def checks_json(checks, results) -> str:
+    failed = sum(not c.passed for c in checks)
+    return json.dumps({
+        "schema_version": SCHEMA_VERSION,
+        "command": "check",
+        "summary": {"checks": len(checks), "passed": len(checks) - failed, "failed": failed},
+        "checks": [c.to_json() for c in checks],
+        "results": [r.to_json() for r in results],
+    }, indent=2)
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def checks_github(checks) -> str:
+    """GitHub Actions workflow commands: an ``::error`` at the line of each failed expectation."""
+    lines = []
+    for c in checks:
+        if c.passed:
+            lines.append(f"ok {c.location}: {c.message}")
+            continue
+        props = [f"file={_escape_property(c.location.file)}"]
+        if c.location.line:
+            props.append(f"line={c.location.line}")
+        if c.location.col:
+            props.append(f"col={c.location.col}")
+        props.append(f"title={_escape_property('casc check: ' + c.figure)}")
+        lines.append(f"::error {','.join(props)}::{_escape_data(c.hypothesis + ': ' + c.message)}")
+    return "\n".join(lines)
+
+
+def checks_junit(checks) -> str:
+    """JUnit XML: one test suite per file, one test case per expectation."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("testsuites", name="casc check", tests=str(len(checks)),
+                      failures=str(sum(not c.passed for c in checks)))
+    by_file: dict[str, list] = {}
+    for c in checks:
+        by_file.setdefault(c.location.file, []).append(c)
+    for file, items in by_file.items():
+        suite = ET.SubElement(root, "testsuite", name=file, tests=str(len(items)),
+                              failures=str(sum(not c.passed for c in items)))
+        for c in items:
+            case = ET.SubElement(suite, "testcase", classname=file, name=c.figure,
+                                 file=file, line=str(c.location.line or 0))
+            if not c.passed:
+                failure = ET.SubElement(case, "failure", message=c.message, type="expectation")
+                failure.text = f"{c.location}: {c.hypothesis}: {c.message}"
+            else:
+                ET.SubElement(case, "system-out").text = c.message
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True)

@@ -93,9 +93,10 @@ class LoadedHypothesis:
 def display_path(path: Path) -> str:
     """A path as the user would type it: relative to the working directory when inside it."""
     try:
-        return os.path.relpath(path)
+        relative = os.path.relpath(path)
     except ValueError:  # other drive on Windows
         return str(path)
+    return str(Path(path).absolute()) if relative.startswith("..") else relative
 
 
 def read_yaml(path: Path) -> tuple[Any, SourceMap]:

@@ -235,6 +235,49 @@ class NodeSpec(_Strict):
         return value
 
 
+class Bound(_Strict):
+    """Bounds on a figure, judged with its standard error (see docs/check.md)."""
+
+    min: Number | None = None
+    max: Number | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> Bound:
+        if self.min is None and self.max is None:
+            raise ValueError("a bound needs `min`, `max` or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"`min` ({self.min}) is above `max` ({self.max})")
+        if any(v is not None and not math.isfinite(v) for v in (self.min, self.max)):
+            raise ValueError("bounds must be finite numbers")
+        return self
+
+    def describe(self) -> str:
+        if self.min is not None and self.max is not None:
+            return f"in [{self.min}, {self.max}]"
+        return f">= {self.min}" if self.min is not None else f"<= {self.max}"
+
+
+class ExpectSpec(_Strict):
+    """What ``casc check`` asserts about a hypothesis's figures."""
+
+    model_loss: Bound | None = None
+    scrubbed_loss: Bound | None = None
+    random_loss: Bound | None = None
+    recovered_pct: Bound | None = None
+    per_sample_gap: Bound | None = None
+    mean_gap: Bound | None = None
+    output_divergence: Bound | None = None
+    worst_case_loss: Bound | None = None
+    cancellation: StrictBool | None = None
+    better_than_model: StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ExpectSpec:
+        if not self.model_fields_set:
+            raise ValueError("`expect:` names no figure; see docs/check.md for the keys")
+        return self
+
+
 class HypothesisSpec(_Strict):
     """A hypothesis: an interpretation tree I (first node is the root) and its task."""
 
@@ -243,3 +286,4 @@ class HypothesisSpec(_Strict):
     task: StrictStr = Field(min_length=1)
     model: StrictStr | None = None
     nodes: dict[Identifier, NodeSpec] = Field(min_length=1)
+    expect: ExpectSpec | None = None
