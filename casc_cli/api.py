@@ -77,8 +77,16 @@ class Session:
             ablation: Ablation = "resample") -> ScrubResult:
         check_run_options(samples, seed)
         compiled = self.compile(path, policy, strict, ablation)
-        result = engine.scrub(self.prepare(compiled), samples, seed)
-        return replace(result, hypothesis=str(path))
+        return self.scrub(compiled, samples, seed, given=str(path))
+
+    def scrub(self, compiled: CompiledHypothesis, samples: int, seed: int,
+              given: str | None = None, with_specificity: bool = True) -> ScrubResult:
+        """Scrub a compiled hypothesis; add the specificity report unless told not to."""
+        prepared = self.prepare(compiled)
+        result = engine.scrub(prepared, samples, seed)
+        if given is not None:
+            result = replace(result, hypothesis=given)
+        return with_specificity_report(result, prepared) if with_specificity else result
 
     def validate(self, path: str | Path) -> Validated:
         loaded = load_any(Path(path))
@@ -111,7 +119,7 @@ class Session:
         old_results = load_baseline(baseline) if baseline is not None else []
         checks, results = [], []
         for file, compiled, expect in planned:
-            result = replace(engine.scrub(self.prepare(compiled), samples, seed), hypothesis=file)
+            result = self.scrub(compiled, samples, seed, given=file, with_specificity=False)
             results.append(result)
             checks.extend(judge(result, expect, compiled.loaded, file, k))
         for old in old_results:
@@ -119,6 +127,17 @@ class Session:
             results.append(result)
             checks.extend(judge_baseline(old, result, k, baseline))
         return checks, results
+
+
+def with_specificity_report(result: ScrubResult, prepared: engine.Prepared) -> ScrubResult:
+    """Add the per-node report and the entropy of the scrubbed inputs (docs/diagnostics.md)."""
+    from .specificity import node_reports, specificity
+
+    spec = specificity(prepared)
+    nodes = [dict(name=n.name, claims=n.claims, stands_for=n.stands_for, classes=n.classes,
+                  relation=n.relation) for n in node_reports(prepared)]
+    return replace(result, entropy_bits=spec.entropy_bits, max_entropy_bits=spec.max_entropy_bits,
+                   claimed_bits=spec.claimed_bits, nodes=nodes)
 
 
 def check_run_options(samples: int, seed: int) -> None:

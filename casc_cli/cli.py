@@ -77,12 +77,10 @@ def run(
                                             help=ABLATION_HELP),
     strict: bool = typer.Option(False, "--strict", help="Treat vacuous claims as errors."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    nodes: bool = typer.Option(False, "--nodes", help="Also print the per-node specificity report."),
 ) -> None:
     """Scrub each hypothesis and print model, scrubbed and random-baseline loss."""
-    from dataclasses import replace
-
     from .api import Session, check_run_options
-    from .engine import scrub
     from .errors import CascError
     from .report import print_results, to_json
 
@@ -102,14 +100,13 @@ def run(
     results = []
     try:
         for file, hypothesis in compiled:
-            result = scrub(session.prepare(hypothesis), samples, seed)
-            results.append(replace(result, hypothesis=file))  # the path as given
+            results.append(session.scrub(hypothesis, samples, seed, given=file))
     except CascError as exc:
         _fail([exc])
     if json_output:
         typer.echo(to_json(results))
     else:
-        print_results(results)
+        print_results(results, nodes=nodes)
 
 
 @app.command()

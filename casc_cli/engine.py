@@ -76,6 +76,7 @@ class Prepared:
     node_values: dict[str, np.ndarray]
     classes: dict[str, ClassTable]
     ablated: dict[str, np.ndarray]  # per-example value standing in for an ablated node
+    model_values: dict[str, np.ndarray]  # every input and model node, evaluated over D
 
     @property
     def discrete_output(self) -> bool:
@@ -146,7 +147,7 @@ def prepare(hypothesis: CompiledHypothesis, dataset: Dataset) -> Prepared:
             ablated[step.name] = (np.zeros_like(values[0]) if hypothesis.ablation == "zero"
                                   else values.mean(axis=0))
     return Prepared(hypothesis, dataset, labels, outputs, model_metric, node_values, classes,
-                    ablated)
+                    ablated, env)
 
 
 def _postorder(hypothesis: CompiledHypothesis) -> list[str]:

@@ -100,6 +100,10 @@ class ScrubResult:
     dataset_size: int
     flags: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    entropy_bits: float | None = None
+    max_entropy_bits: float | None = None
+    claimed_bits: float | None = None
+    nodes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {k: _json_number(v) for k, v in asdict(self).items()}

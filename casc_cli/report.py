@@ -60,6 +60,7 @@ def results_table(results: Sequence[ScrubResult]):
     table.add_column("recovered %", justify="right")
     table.add_column("per-sample gap", justify="right")
     table.add_column("output ≠", justify="right")
+    table.add_column("bits claimed", justify="right")
     table.add_column("flags")
     table.add_column("samples", justify="right")
     table.add_column("seed", justify="right")
@@ -74,6 +75,7 @@ def results_table(results: Sequence[ScrubResult]):
             fmt(r.recovered_pct, r.recovered_pct_se),
             fmt(r.per_sample_gap, r.per_sample_gap_se),
             fmt(r.output_divergence, r.output_divergence_se),
+            _bits(r),
             "\n".join(f"[bold red]{f}[/bold red]" for f in r.flags) or "[green]—[/green]",
             str(r.samples),
             str(r.seed),
@@ -82,12 +84,36 @@ def results_table(results: Sequence[ScrubResult]):
     return table
 
 
-def print_results(results: Sequence[ScrubResult], console=None) -> None:
+def _bits(r: ScrubResult) -> str:
+    """Claimed bits of the scrubbed inputs' entropy, out of the no-claims maximum."""
+    if r.max_entropy_bits is None:
+        return "—"
+    claimed = "—" if r.claimed_bits is None else f"{r.claimed_bits:.3g}"
+    return f"{claimed} / {r.max_entropy_bits:.4g}"
+
+
+def nodes_table(result: ScrubResult):
+    from rich.table import Table
+
+    table = Table(title=f"{result.hypothesis}: interpretation nodes", title_justify="left",
+                  header_style="bold")
+    for column in ("node", "claims", "stands for", "classes", "vs claimed model node"):
+        table.add_column(column, justify="right" if column in ("stands for", "classes") else "left")
+    for n in result.nodes:
+        table.add_row(n["name"], n["claims"], str(n["stands_for"]), str(n["classes"]),
+                      n["relation"])
+    return table
+
+
+def print_results(results: Sequence[ScrubResult], console=None, nodes: bool = False) -> None:
     from rich.console import Console
     from rich.markup import escape
 
     console = console or make_console()
     console.print(results_table(results))
+    if nodes:
+        for r in results:
+            console.print(nodes_table(r))
     for r in results:
         for warning in r.warnings:
             where = "" if warning.startswith(r.hypothesis) else f"{r.hypothesis}: "
