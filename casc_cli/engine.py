@@ -301,7 +301,7 @@ def summarise(prepared: Prepared, acc: Accumulator, seed: int) -> ScrubResult:
         name=hyp.loaded.spec.hypothesis,
         task=hyp.task.loaded.spec.task,
         model=hyp.model.name,
-        metric=metric.name if metric.formula is None else metric.formula.text,
+        metric=metric.display,
         higher_is_better=metric.higher_is_better,
         model_loss=model_loss,
         scrubbed_loss=acc.scrubbed.mean,

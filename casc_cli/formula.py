@@ -131,6 +131,25 @@ def _round(x: Value, decimals: int = 0) -> Value:
     return np.round(x, decimals)
 
 
+def _pair(a: Value, b: Value) -> Value:
+    """``pair(a, b)``: both values flattened per example and concatenated into one vector.
+
+    Two scalars per example give shape ``(batch, 2)``; a ``k``-vector and an
+    ``l``-vector give ``(batch, k + l)``. A constant counts as a scalar per
+    example. The halves are promoted to a common dtype (bool < int < float).
+    Two data have equal pairs exactly when they agree on both values: the value
+    of a joined interpretation node (causal scrubbing appendix, section 8).
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    batch = max(v.shape[0] if v.ndim else 1 for v in (a, b))
+
+    def flat(v: np.ndarray) -> np.ndarray:
+        v = v.reshape(1, 1) if v.ndim == 0 else v.reshape(v.shape[0], -1)
+        return np.broadcast_to(v, (batch, v.shape[1]))
+
+    return np.concatenate([flat(a), flat(b)], axis=1)
+
+
 # name -> (fewest arguments, most arguments or None for unbounded, implementation)
 _FUNCTION_TABLE: dict[str, tuple[int, int | None, Callable[..., Value]]] = {
     "abs": (1, 1, np.abs),
@@ -148,6 +167,7 @@ _FUNCTION_TABLE: dict[str, tuple[int, int | None, Callable[..., Value]]] = {
     "sign": (1, 1, np.sign),
     "any": (1, 1, _reducer(np.any, as_bool=True)),
     "all": (1, 1, _reducer(np.all, as_bool=True)),
+    "pair": (2, 2, _pair),
 }
 
 FUNCTIONS: frozenset[str] = frozenset(_FUNCTION_TABLE)
@@ -519,6 +539,8 @@ class Formula:
             raise EvaluationError(f"formula `{self.text}` could not be evaluated: {exc}") from None
         if result.ndim == 0:
             return np.full(batch, result)
+        if result.shape[0] == 1 != batch:  # a constant vector, e.g. ``pair(1, 2)``
+            result = np.broadcast_to(result, (batch, *result.shape[1:]))
         if result.shape[0] != batch:
             raise EvaluationError(
                 f"formula `{self.text}` produced {result.shape[0]} rows for a batch of {batch}"

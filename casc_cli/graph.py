@@ -67,6 +67,14 @@ class Metric:
     name: str
     formula: Formula | None
     higher_is_better: bool
+    title: str | None = None
+
+    @property
+    def display(self) -> str:
+        """How reports name the metric: its title, builtin name, or formula text."""
+        if self.title:
+            return self.title
+        return self.name if self.formula is None else self.formula.text
 
 
 @dataclass(frozen=True)
@@ -132,7 +140,8 @@ def compile_task(loaded: LoadedTask) -> CompiledTask:
         loc = ("metric",) if _metric_is_plain(source) else ("metric", "formula")
         formula = compile_formula_at(spec.metric.formula, source, loc)
         _check_names(formula, inputs | {"out", "label"}, source, loc, "the metric")
-    metric = Metric(spec.metric.name or "formula", formula, spec.metric.higher_is_better)
+    metric = Metric(spec.metric.name or "formula", formula, spec.metric.higher_is_better,
+                    spec.metric.title)
     for model_name in spec.models:
         compile_model(loaded, model_name)  # validate every model, not only the one used
     return CompiledTask(loaded, label, metric, tuple(spec.inputs))

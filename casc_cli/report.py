@@ -50,8 +50,14 @@ def results_table(results: Sequence[ScrubResult]):
     if len(metrics) == 1:
         metric, higher = metrics[0]
         title += f" · metric {metric} ({'higher' if higher else 'lower'} is better)"
+    if results:
+        r0 = results[0]
+        title += f" · {r0.samples} samples · seed {r0.seed} · policy {r0.policy}"
+        if r0.ablation != "resample":
+            title += f" · {r0.ablation} ablation"
     table = Table(title=title, title_justify="left", header_style="bold")
-    table.add_column("hypothesis", overflow="fold", min_width=20)
+    widest = max((len(r.hypothesis) for r in results), default=20)
+    table.add_column("hypothesis", overflow="fold", min_width=min(60, max(20, widest)))
     if len(metrics) > 1:
         table.add_column("metric")
     table.add_column("model", justify="right")
@@ -62,8 +68,6 @@ def results_table(results: Sequence[ScrubResult]):
     table.add_column("output ≠", justify="right")
     table.add_column("bits claimed", justify="right")
     table.add_column("flags")
-    table.add_column("samples", justify="right")
-    table.add_column("seed", justify="right")
     for r in results:
         cells = [f"{r.hypothesis}\n[dim]{r.name}[/dim]"]
         if len(metrics) > 1:
@@ -77,8 +81,6 @@ def results_table(results: Sequence[ScrubResult]):
             fmt(r.output_divergence, r.output_divergence_se),
             _bits(r),
             "\n".join(f"[bold red]{f}[/bold red]" for f in r.flags) or "[green]—[/green]",
-            str(r.samples),
-            str(r.seed),
         ]
         table.add_row(*cells)
     return table
@@ -132,7 +134,7 @@ def make_console(stderr: bool = False):
 
     console = Console(stderr=stderr)
     if not console.is_terminal:
-        console = Console(stderr=stderr, width=max(console.width, 160))
+        console = Console(stderr=stderr, width=max(console.width, 180))
     return console
 
 

@@ -203,8 +203,59 @@ def test_functions(text, expected, env):
 def test_every_function_is_covered():
     assert FUNCTIONS == {
         "abs", "min", "max", "sum", "mean", "where", "clip",
-        "exp", "log", "sqrt", "floor", "round", "sign", "any", "all",
+        "exp", "log", "sqrt", "floor", "round", "sign", "any", "all", "pair",
     }  # fmt: skip
+
+
+# --------------------------------------------------------------------------- pair
+
+
+def test_pair_of_scalars_is_a_two_vector(env):
+    out = ev("pair(x0, i)", env)
+    assert out.shape == (B, 2)
+    np.testing.assert_array_equal(out, np.stack([env["x0"], env["i"]], axis=1))
+    assert out.dtype == np.float64  # promoted to a common dtype
+    assert ev("pair(b, b)", env).dtype == bool
+    assert ev("pair(i, j)", env).dtype.kind == "i"
+
+
+def test_pair_flattens_vectors_per_example(env):
+    out = ev("pair(m, x1)", env)
+    assert out.shape == (B, 7)
+    np.testing.assert_array_equal(out[:, :6], env["m"].reshape(B, 6))
+    np.testing.assert_array_equal(out[:, 6], env["x1"])
+    np.testing.assert_array_equal(ev("pair(v, iv)", env),
+                                  np.concatenate([env["v"], env["iv"]], axis=1))
+
+
+def test_pair_halves_read_back_by_index(env):
+    np.testing.assert_array_equal(ev("pair(i, j)[0]", env), env["i"])
+    np.testing.assert_array_equal(ev("pair(i, j)[1]", env), env["j"])
+    np.testing.assert_array_equal(ev("pair(v, x0)[0:5]", env), env["v"])
+    np.testing.assert_array_equal(ev("pair(x0, v)[1:6]", env), env["v"])
+    nested = ev("pair(pair(i, j), x0)", env)
+    assert nested.shape == (B, 3)
+
+
+def test_pair_constants_count_as_per_example_scalars(env):
+    np.testing.assert_array_equal(ev("pair(i, 0)", env), np.stack([env["i"], np.zeros(B)], 1))
+    out = ev("pair(1, 2)", {}, batch=3)
+    assert out.shape == (3, 2) and (out == [1, 2]).all()
+    assert out.flags.writeable and out.flags.c_contiguous
+    np.testing.assert_array_equal(ev("pair(1, 2)[1] + i", env), env["i"] + 2)
+
+
+def test_pair_equal_exactly_when_both_halves_equal():
+    env = {"a": np.array([0, 0, 1, 1, 0]), "b": np.array([0, 1, 0, 1, 0])}
+    out = ev("pair(a, b)", env, batch=5)
+    _, labels = np.unique(out, axis=0, return_inverse=True)
+    assert len(set(labels.ravel().tolist())) == 4 and labels.ravel()[0] == labels.ravel()[4]
+
+
+@pytest.mark.parametrize("text", ["pair(x0)", "pair(x0, x1, i)"])
+def test_pair_takes_two_arguments(text):
+    with pytest.raises(FormulaError, match="exactly 2 arguments"):
+        compile_formula(text)
 
 
 def test_any_all_return_bool(env):

@@ -159,6 +159,7 @@ class MetricSpec(_Strict):
 
     name: Literal["mae", "mse", "zero_one"] | None = None
     formula: Formula | None = None
+    title: StrictStr | None = Field(None, min_length=1)  # how reports name a formula metric
     higher_is_better: StrictBool = False
 
     @model_validator(mode="before")
