@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .errors import Location, SpecError, UsageError
-from .metrics import ScrubResult
+from .metrics import ScrubResult, json_value
 from .spec.loader import LoadedHypothesis, file_kind, load_hypothesis, read_yaml
 from .spec.models import Bound, ExpectSpec
 
@@ -59,16 +59,10 @@ class Check:
     def to_json(self) -> dict[str, Any]:
         return {
             "file": self.file, "hypothesis": self.hypothesis, "figure": self.figure,
-            "expected": self.expected, "value": _json_value(self.value), "se": _json_value(self.se),
-            "passed": self.passed, "message": self.message,
+            "expected": self.expected, "value": json_value(self.value), "se": json_value(self.se),
+            "passed": bool(self.passed), "message": self.message,
             "line": self.location.line, "col": self.location.col,
         }
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def judge_bound(value: float | None, se: float | None, bound: Bound, k: float
@@ -170,7 +164,7 @@ def judge_baseline(old: dict[str, Any], new: ScrubResult, k: float, baseline: st
         se_new = getattr(new, SE_OF.get(figure, ""), 0.0) or 0.0
         spread = k * math.hypot(se_old, se_new)
         moved = abs(after - before)
-        passed = moved <= spread + EXACT_TOLERANCE * max(1.0, abs(before))
+        passed = bool(moved <= spread + EXACT_TOLERANCE * max(1.0, abs(before)))
         message = (f"{figure} {after:.6g} vs baseline {before:.6g}"
                    + ("" if passed else f": moved by {moved:.4g}, more than {k:g} combined SE"))
         checks.append(Check(new.hypothesis, new.name, figure, f"≈ {before:.6g}", after,

@@ -319,9 +319,21 @@ class _progress:
             self.bar.stop()
 
 
+EXIT_INTERNAL = 3
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: user errors exit 2 (see ``_fail``); a bug in casc exits 3
+    with a one-line report (set CASC_DEBUG=1 for the traceback)."""
+    import os
+
     try:
-        app()
+        app(standalone_mode=True)
     except KeyboardInterrupt:  # pragma: no cover - interactive
         sys.exit(130)
+    except Exception as exc:  # pragma: no cover - only reached through a bug
+        if os.environ.get("CASC_DEBUG"):
+            raise
+        print(f"casc: internal error (a bug in casc, please report it): {exc!r}; "
+              "set CASC_DEBUG=1 for the traceback", file=sys.stderr)
+        sys.exit(EXIT_INTERNAL)

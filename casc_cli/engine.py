@@ -16,7 +16,7 @@ draws (common random numbers).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from .metrics import Moments, ScrubResult, metric_values, recovered
 from .spec.loader import display_path
 
 BLOCK_SIZE = 1 << 16
+DEFAULT_CHUNK_SIZE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class ClassTable:
     order: np.ndarray  # rows sorted by class
     starts: np.ndarray  # first position of each class in ``order``
     counts: np.ndarray  # size of each class
+    row_start: np.ndarray  # starts[labels]: where each row's class begins in ``order``
+    row_count: np.ndarray  # counts[labels]: the size of each row's class
 
     @classmethod
     def from_values(cls, values: np.ndarray) -> ClassTable:
@@ -51,7 +54,7 @@ class ClassTable:
         order = np.argsort(labels, kind="stable")
         counts = np.bincount(labels)
         starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-        return cls(labels, order, starts, counts)
+        return cls(labels, order, starts, counts, starts[labels], counts[labels].astype(np.float64))
 
     @property
     def n_classes(self) -> int:
@@ -59,9 +62,9 @@ class ClassTable:
 
     def draw(self, parent_rows: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
         """For each parent row, a row drawn uniformly from the parent's class."""
-        cls = self.labels[parent_rows]
-        offsets = (uniforms * self.counts[cls]).astype(np.int64)
-        return self.order[self.starts[cls] + offsets]
+        offsets = (uniforms * self.row_count[parent_rows]).astype(np.int64)
+        offsets += self.row_start[parent_rows]
+        return self.order[offsets]
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,7 @@ def _stream(seed: int, *key: int) -> np.random.Generator:
 
 @dataclass
 class Accumulator:
-    """Moments of the Monte Carlo quantities, merged block by block.
+    """Moments of the Monte Carlo quantities of one block, or of blocks merged in order.
 
     ``diff`` is the paired difference f(scrubbed, r) - f(G(r), r), ``gap`` its
     absolute value, ``divergence`` whether the scrubbed output differs from the
@@ -194,37 +197,62 @@ class Accumulator:
     diff: Moments
     gap: Moments
     divergence: Moments
-    random: Moments
 
     @classmethod
     def empty(cls) -> Accumulator:
-        return cls(Moments(), Moments(), Moments(), Moments(), Moments())
+        return cls(Moments(), Moments(), Moments(), Moments())
 
     def merge(self, other: Accumulator) -> None:
-        for name in ("scrubbed", "diff", "gap", "divergence", "random"):
+        for name in ("scrubbed", "diff", "gap", "divergence"):
             getattr(self, name).merge(getattr(other, name))
 
 
-def scrubbed_outputs(prepared: Prepared, seed: int, block: int, size: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Reference rows and scrubbed outputs of one block of resamples."""
-    plan = prepared.hypothesis.plan
+Block = tuple[int, int]  # (block number, number of resamples in it)
+
+
+def blocks(samples: int) -> list[Block]:
+    """(block number, size) of every block of a run of ``samples`` resamples."""
+    return [(b, min(BLOCK_SIZE, samples - b * BLOCK_SIZE))
+            for b in range(-(-samples // BLOCK_SIZE))]
+
+
+def chunks(samples: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> list[list[Block]]:
+    """Blocks grouped into chunks of about ``chunk_size`` resamples (whole blocks)."""
+    per_chunk = max(1, -(-chunk_size // BLOCK_SIZE))
+    all_blocks = blocks(samples)
+    return [all_blocks[i:i + per_chunk] for i in range(0, len(all_blocks), per_chunk)]
+
+
+def _uniforms(seed: int, key: tuple[int, ...], chunk: list[Block]) -> np.ndarray:
+    """The uniform variates of one stream over the blocks of a chunk, block by block."""
+    parts = [_stream(seed, *key, b).random(size) for b, size in chunk]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def slot_rows(prepared: Prepared, seed: int, chunk: list[Block]) -> list[np.ndarray]:
+    """The row of D each slot of the plan reads, for every resample of a chunk."""
     n_rows = prepared.dataset.size
-    slot_rows: list[np.ndarray] = []
-    for slot in plan.slots:
-        uniforms = _stream(seed, *slot.stream, block).random(size)
+    rows: list[np.ndarray] = []
+    for slot in prepared.hypothesis.plan.slots:
+        uniforms = _uniforms(seed, slot.stream, chunk)
         if slot.kind == "node":
             assert slot.node is not None and slot.parent is not None
-            rows = prepared.classes[slot.node].draw(slot_rows[slot.parent], uniforms)
+            rows.append(prepared.classes[slot.node].draw(rows[slot.parent], uniforms))
         else:
-            rows = (uniforms * n_rows).astype(np.int64)
-        slot_rows.append(rows)
+            rows.append((uniforms * n_rows).astype(np.int64))
+    return rows
+
+
+def evaluate_plan(prepared: Prepared, rows: list[np.ndarray]) -> np.ndarray:
+    """The treeified model's output given the row each slot reads."""
+    plan = prepared.hypothesis.plan
+    size = len(rows[0])
     inputs = prepared.dataset.inputs
     formulas = prepared.hypothesis.model.formulas
     values: list[np.ndarray] = []
     for step in plan.steps:
         if step.kind == "input":
-            values.append(inputs[step.name][slot_rows[step.slot]])
+            values.append(inputs[step.name][rows[step.slot]])
         elif step.kind == "ablate":
             constant = prepared.ablated[step.name]
             values.append(np.broadcast_to(constant, (size, *np.shape(constant))))
@@ -232,51 +260,138 @@ def scrubbed_outputs(prepared: Prepared, seed: int, block: int, size: int
             env = {name: values[i] for name, i in step.args}
             values.append(_evaluate_checked(formulas[step.name], env, size,
                                             f"model node `{step.name}` (scrubbed)",
-                                            slot_rows[0], prepared.dataset))
-    return slot_rows[0], values[plan.output_step]
+                                            rows[0], prepared.dataset))
+    return values[plan.output_step]
 
 
-def run_block(prepared: Prepared, seed: int, block: int, size: int) -> Accumulator:
-    """Scrub ``size`` resamples with the streams of block number ``block``."""
-    references, out = scrubbed_outputs(prepared, seed, block, size)
+def scrubbed_outputs(prepared: Prepared, seed: int, block: int, size: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Reference rows and scrubbed outputs of one block of resamples."""
+    rows = slot_rows(prepared, seed, [(block, size)])
+    return rows[0], evaluate_plan(prepared, rows)
+
+
+def scrub_chunk(prepared: Prepared, seed: int, chunk: list[Block]) -> list[Accumulator]:
+    """One accumulator per block of the chunk (so grouping never changes a figure)."""
+    rows = slot_rows(prepared, seed, chunk)
+    references = rows[0]
+    out = evaluate_plan(prepared, rows)
     f_scrubbed = _metric(prepared.hypothesis, out, prepared.labels, references, prepared.dataset)
-    acc = Accumulator.empty()
-    acc.scrubbed.add(f_scrubbed)
     diff = f_scrubbed - prepared.model_metric[references]
-    acc.diff.add(diff)
-    acc.gap.add(np.abs(diff))
+    gap = np.abs(diff)
+    changed = None
     if prepared.discrete_output:
         changed = np.not_equal(out, prepared.model_outputs[references])
-        acc.divergence.add(changed.reshape(size, -1).any(axis=1).astype(np.float64))
+        changed = changed.reshape(len(out), -1).any(axis=1).astype(np.float64)
+    result, start = [], 0
+    for _, size in chunk:
+        part = slice(start, start + size)
+        start += size
+        acc = Accumulator.empty()
+        acc.scrubbed.add(f_scrubbed[part])
+        acc.diff.add(diff[part])
+        acc.gap.add(gap[part])
+        if changed is not None:
+            acc.divergence.add(changed[part])
+        result.append(acc)
+    return result
+
+
+def random_chunk(prepared: Prepared, seed: int, chunk: list[Block]) -> list[Moments]:
+    """The random baseline's moments, one per block: G on one random datum scored against
+    an independent random reference."""
     n_rows = prepared.dataset.size
-    rng = _stream(seed, STREAM_RANDOM_BASELINE, block)
-    shuffled_out = (rng.random(size) * n_rows).astype(np.int64)
-    shuffled_ref = (rng.random(size) * n_rows).astype(np.int64)
-    acc.random.add(_metric(prepared.hypothesis, prepared.model_outputs[shuffled_out],
-                           prepared.labels, shuffled_ref, prepared.dataset))
-    return acc
+    out_rows = (_uniforms(seed, (STREAM_RANDOM_BASELINE, 0), chunk) * n_rows).astype(np.int64)
+    ref_rows = (_uniforms(seed, (STREAM_RANDOM_BASELINE, 1), chunk) * n_rows).astype(np.int64)
+    values = _metric(prepared.hypothesis, prepared.model_outputs[out_rows], prepared.labels,
+                     ref_rows, prepared.dataset)
+    result, start = [], 0
+    for _, size in chunk:
+        moments = Moments()
+        moments.add(values[start:start + size])
+        start += size
+        result.append(moments)
+    return result
 
 
-def blocks(samples: int) -> list[tuple[int, int]]:
-    """(block number, size) of every block of a run of ``samples`` resamples."""
-    return [(b, min(BLOCK_SIZE, samples - b * BLOCK_SIZE))
-            for b in range(-(-samples // BLOCK_SIZE))]
+EXACT_BASELINE_BUDGET = 20_000_000
 
 
-def scrub(prepared: Prepared, samples: int, seed: int) -> ScrubResult:
+def exact_random_baseline(prepared: Prepared) -> float | None:
+    """E f(G(x), r) over independent x, r uniform on D, exactly, when it is cheap.
+
+    The metric only sees x through the model's output, so it suffices to score
+    each distinct output against every reference: ``distinct outputs × |D|``
+    evaluations, done when that is within :data:`EXACT_BASELINE_BUDGET`.
+    """
+    outputs = prepared.model_outputs
+    n = prepared.dataset.size
+    flat = outputs.reshape(n, -1)
+    distinct, counts = np.unique(flat, axis=0, return_counts=True)
+    if len(distinct) * n > EXACT_BASELINE_BUDGET:
+        return None
+    all_rows = np.arange(n)
+    total = 0.0
+    for value, count in zip(distinct, counts):
+        out = np.broadcast_to(value.reshape(outputs.shape[1:]), outputs.shape)
+        scores = _metric(prepared.hypothesis, out, prepared.labels, all_rows, prepared.dataset)
+        total += count * float(np.mean(scores))
+    return total / n
+
+
+def random_baseline(prepared: Prepared, samples: int, seed: int,
+                    chunk_size: int = DEFAULT_CHUNK_SIZE) -> Moments:
+    """The random baseline: exact (standard error 0) when cheap, else Monte Carlo."""
+    exact = exact_random_baseline(prepared)
+    if exact is not None:
+        return Moments(samples, exact, 0.0)
+    return merged([m for c in chunks(samples, chunk_size) for m in random_chunk(prepared, seed, c)])
+
+
+def merged(parts: list) -> Any:
+    """Merge per-block accumulators or moments in block order."""
+    total = type(parts[0]).empty() if isinstance(parts[0], Accumulator) else Moments()
+    for part in parts:
+        total.merge(part)
+    return total
+
+
+def baseline_key(prepared: Prepared) -> tuple:
+    """Hypotheses of one task and model share their random baseline."""
+    hyp = prepared.hypothesis
+    return (hyp.task.loaded.path.resolve(), hyp.model.name)
+
+
+def scrub(prepared: Prepared, samples: int, seed: int,
+          chunk_size: int = DEFAULT_CHUNK_SIZE) -> ScrubResult:
     """Run ``samples`` resamples and summarise them."""
-    acc = Accumulator.empty()
-    for block, size in blocks(samples):
-        acc.merge(run_block(prepared, seed, block, size))
-    return summarise(prepared, acc, seed)
+    return scrub_many([prepared], samples, seed, chunk_size)[0]
 
 
-def summarise(prepared: Prepared, acc: Accumulator, seed: int) -> ScrubResult:
+def scrub_many(prepared: list[Prepared], samples: int, seed: int,
+               chunk_size: int = DEFAULT_CHUNK_SIZE,
+               on_done: Callable[[], None] | None = None) -> list[ScrubResult]:
+    """Scrub several hypotheses in this process; the random baseline is computed once per
+    task and model."""
+    baselines: dict[tuple, Moments] = {}
+    results = []
+    for p in prepared:
+        key = baseline_key(p)
+        if key not in baselines:
+            baselines[key] = random_baseline(p, samples, seed, chunk_size)
+        acc = merged([a for c in chunks(samples, chunk_size) for a in scrub_chunk(p, seed, c)])
+        results.append(summarise(p, acc, baselines[key], seed))
+        if on_done:
+            on_done()
+    return results
+
+
+def summarise(prepared: Prepared, acc: Accumulator, random: Moments, seed: int) -> ScrubResult:
     hyp = prepared.hypothesis
     metric = hyp.task.metric
     model_loss = float(np.mean(prepared.model_metric))
-    pct, pct_se = recovered(model_loss, acc.scrubbed, acc.random)
-    diagnosis = diagnose(acc.diff, acc.gap, model_loss, acc.random.mean,
+    pct, pct_se = recovered(model_loss, acc.scrubbed, random)
+    diagnosis = diagnose(acc.diff, acc.gap, model_loss, random.mean,
                          metric.higher_is_better, scale_defined=pct is not None)
     warnings = [str(w) for w in hyp.warnings]
     flags = []
@@ -306,8 +421,8 @@ def summarise(prepared: Prepared, acc: Accumulator, seed: int) -> ScrubResult:
         model_loss=model_loss,
         scrubbed_loss=acc.scrubbed.mean,
         scrubbed_loss_se=acc.scrubbed.se,
-        random_loss=acc.random.mean,
-        random_loss_se=acc.random.se,
+        random_loss=random.mean,
+        random_loss_se=random.se,
         recovered_pct=pct,
         recovered_pct_se=pct_se,
         per_sample_gap=acc.gap.mean,

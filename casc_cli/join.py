@@ -136,10 +136,10 @@ def join_loaded(a: LoadedHypothesis, b: LoadedHypothesis, output: Path,
     for name, node in ha.nodes.items():
         other = hb.nodes[partner[name]]
         size_a = {c: int(np.prod(shapes_a[c])) for c in node.children}
-        first = _substitute(node.formula.text, {
-            c: (final[c], _part(shapes_a[c], 0)) for c in node.children})
-        second = _substitute(other.formula.text, {
-            c: (final[to_a[c]], _part(shapes_b[c], size_a[to_a[c]])) for c in other.children})
+        first = read_parts(node.formula.text, {
+            c: (final[c], part(shapes_a[c], 0)) for c in node.children})
+        second = read_parts(other.formula.text, {
+            c: (final[to_a[c]], part(shapes_b[c], size_a[to_a[c]])) for c in other.children})
         nodes[final[name]] = node_entry(final[name], f"pair({first}, {second})", node.claims)
 
     output = Path(output)
@@ -178,9 +178,9 @@ def match_trees(a: CompiledHypothesis, b: CompiledHypothesis) -> dict[str, str]:
         node_a, node_b = a.nodes[na], b.nodes[nb]
         if len(node_a.children) != len(node_b.children):
             raise GraphError(
-                f"cannot join: at {where}, node `{na}` of {file_a} has "
-                f"{_count(node_a)} ({_claims(a, node_a)}) but node `{nb}` of {file_b} has "
-                f"{_count(node_b)} ({_claims(b, node_b)}); a join needs trees of the same shape",
+                f"cannot join: at {where}, node `{na}` of {file_a} {_describe(a, node_a)} but "
+                f"node `{nb}` of {file_b} {_describe(b, node_b)}; a join needs trees of the "
+                "same shape",
                 node_b.location)
         by_claim = {b.nodes[k].claims: k for k in node_b.children}
         pairs = []
@@ -201,15 +201,12 @@ def match_trees(a: CompiledHypothesis, b: CompiledHypothesis) -> dict[str, str]:
     return partner
 
 
-def _count(node: InterpNode) -> str:
-    n = len(node.children)
-    return f"{n} child" if n == 1 else f"{n} children"
-
-
-def _claims(h: CompiledHypothesis, node: InterpNode) -> str:
+def _describe(h: CompiledHypothesis, node: InterpNode) -> str:
     if not node.children:
-        return "a leaf"
-    return "claiming " + ", ".join(f"`{h.nodes[k].claims}`" for k in node.children)
+        return "is a leaf"
+    n = len(node.children)
+    claims = ", ".join(f"`{h.nodes[k].claims}`" for k in node.children)
+    return f"has {n} {'child' if n == 1 else 'children'} (claiming {claims})"
 
 
 def _example_shape(values: np.ndarray, name: str, h: LoadedHypothesis) -> tuple[int, ...]:
@@ -222,7 +219,7 @@ def _example_shape(values: np.ndarray, name: str, h: LoadedHypothesis) -> tuple[
     return shape
 
 
-def _part(shape: tuple[int, ...], offset: int) -> tuple[int, int | None]:
+def part(shape: tuple[int, ...], offset: int) -> tuple[int, int | None]:
     """(start, stop) of a half in a pair: stop None for a scalar (read as ``c[start]``)."""
     return (offset, None) if shape == () else (offset, offset + shape[0])
 
@@ -249,8 +246,9 @@ def _joined_names(a: CompiledHypothesis, b: CompiledHypothesis, partner: dict[st
     return final
 
 
-def _substitute(text: str, parts: Mapping[str, tuple[str, tuple[int, int | None]]]) -> str:
-    """The formula with each child name read back as its half of the child's pair."""
+def read_parts(text: str, parts: Mapping[str, tuple[str, tuple[int, int | None]]]) -> str:
+    """The formula with each name in ``parts`` read back as its part of a pair: ``c`` becomes
+    ``new_name[start]`` (stop None) or ``new_name[start:stop]``."""
     tree = ast.parse(text.strip(), mode="eval")
     callees = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
 

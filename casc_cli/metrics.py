@@ -106,10 +106,13 @@ class ScrubResult:
     nodes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: _json_number(v) for k, v in asdict(self).items()}
+        return {k: json_value(v) for k, v in asdict(self).items()}
 
 
-def _json_number(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """Plain JSON values: numpy scalars become Python ones, NaN and infinities null."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
