@@ -47,7 +47,9 @@ class Moments:
         if len(values) == 0:
             return
         mean = float(np.mean(values))
-        m2 = float(np.sum(np.square(values - mean)))
+        deviations = values - mean
+        np.square(deviations, out=deviations)  # not np.dot: BLAS threads cost more here
+        m2 = float(deviations.sum())
         self.merge(Moments(len(values), mean, m2))
 
     def merge(self, other: Moments) -> None:
