@@ -40,6 +40,8 @@ class AblationChoice(str, Enum):
 
 
 ABLATION_HELP = "What unimportant paths get: a resampled datum, or their mean or zero."
+CHUNK_HELP = ("Resamples processed at once (rounded to whole blocks of 65536); bounds memory, "
+              "never changes a figure.")
 
 
 def _version(value: bool) -> None:
@@ -78,6 +80,7 @@ def run(
     strict: bool = typer.Option(False, "--strict", help="Treat vacuous claims as errors."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     nodes: bool = typer.Option(False, "--nodes", help="Also print the per-node specificity report."),
+    chunk_size: int = typer.Option(65536, "--chunk-size", help=CHUNK_HELP),
 ) -> None:
     """Scrub each hypothesis and print model, scrubbed and random-baseline loss."""
     from .api import Session, check_run_options
@@ -100,7 +103,8 @@ def run(
     results = []
     try:
         for file, hypothesis in compiled:
-            results.append(session.scrub(hypothesis, samples, seed, given=file))
+            results.append(session.scrub(hypothesis, samples, seed, given=file,
+                                         chunk_size=chunk_size))
     except CascError as exc:
         _fail([exc])
     if json_output:
@@ -154,11 +158,15 @@ def compare(
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE",
                                         help="Write a bar chart (.png, .svg or .pdf)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Local worker processes."),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", metavar="ADDRESS",
+        help="Run on a Dask cluster (tcp://host:port); needs pip install 'casc[dask]'."),
+    chunk_size: int = typer.Option(65536, "--chunk-size", help=CHUNK_HELP),
 ) -> None:
     """Scrub many hypotheses under one seed and rank them, with CIs and groups."""
     from .api import Session, check_run_options
     from .compare import compare as run_comparison
-    from .engine import scrub
     from .errors import CascError
     from .plot import PlotUnavailable, check_plot_path, plot_comparison
     from .report import comparison_json, comparison_table, make_console, print_messages
@@ -182,9 +190,11 @@ def compare(
                 label = variant.label if len(files) == 1 else f"{file} [{variant.label}]"
                 items.append((label, session.compile_loaded(variant.loaded, policy.value,
                                                                     strict, ablation.value)))
-        with _progress(len(items)) as advance:
+        with _progress() as progress:
             comparison = run_comparison(
-                items, lambda h: scrub(session.prepare(h), samples, seed), confidence, advance)
+                items, lambda hyps: session.scrub_sweep(
+                    hyps, samples, seed, jobs=jobs, scheduler=scheduler, chunk_size=chunk_size,
+                    on_progress=progress), confidence)
     except CascError as exc:
         _fail([exc])
     console = make_console()
@@ -295,31 +305,34 @@ def show(
 
 
 class _progress:
-    """A progress bar on stderr for sweeps, only when stderr is a terminal."""
+    """A progress bar on stderr for sweeps, only when stderr is a terminal.
 
-    def __init__(self, total: int):
-        self.total = total
+    Entering gives a callback ``(done, total)``, or None when there is no terminal.
+    """
+
+    def __init__(self) -> None:
         self.bar = None
+        self.task = None
 
     def __enter__(self):
         from rich.console import Console
 
         console = Console(stderr=True)
-        if self.total > 1 and console.is_terminal:
-            from rich.progress import Progress
+        if not console.is_terminal:
+            return None
+        from rich.progress import Progress
 
-            self.bar = Progress(console=console, transient=True)
-            self.bar.start()
-            task = self.bar.add_task("scrubbing", total=self.total)
-            return lambda: self.bar.advance(task)
-        return None
+        self.bar = Progress(console=console, transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task("scrubbing", total=None)
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        self.bar.update(self.task, completed=done, total=total)
 
     def __exit__(self, *exc_info) -> None:
         if self.bar is not None:
             self.bar.stop()
-
-
-EXIT_INTERNAL = 3
 
 
 def main() -> None:

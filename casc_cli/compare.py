@@ -86,10 +86,9 @@ def assign_groups(means: Sequence[float], ses: Sequence[float],
 
 
 def compare(items: Sequence[tuple[str, CompiledHypothesis]],
-            scrub_one: Callable[[CompiledHypothesis], ScrubResult],
-            confidence: float = DEFAULT_CONFIDENCE,
-            on_done: Callable[[], None] | None = None) -> Comparison:
-    """Scrub every hypothesis with ``scrub_one`` and rank them."""
+            scrub_all: Callable[[list[CompiledHypothesis]], list[ScrubResult]],
+            confidence: float = DEFAULT_CONFIDENCE) -> Comparison:
+    """Scrub every hypothesis with ``scrub_all`` (one call, in order) and rank them."""
     if not items:
         raise UsageError("nothing to compare")
     if not 0.5 <= confidence < 1:
@@ -103,11 +102,8 @@ def compare(items: Sequence[tuple[str, CompiledHypothesis]],
                 f"a comparison needs hypotheses of one task and model "
                 f"({first.task.loaded.spec.task!r}, {first.model.name!r})"
             )
-    results: list[tuple[str, ScrubResult]] = []
-    for label, hyp in items:
-        results.append((label, scrub_one(hyp)))
-        if on_done:
-            on_done()
+    scrubbed = scrub_all([hyp for _, hyp in items])
+    results = [(label, result) for (label, _), result in zip(items, scrubbed)]
     reference = results[0][1]
     sign = -1.0 if reference.higher_is_better else 1.0  # rank best first
     rows = [(label, r.scrubbed_loss, r.scrubbed_loss_se, r) for label, r in results]

@@ -123,6 +123,11 @@ def read_yaml(path: Path) -> tuple[Any, SourceMap]:
             f"not UTF-8 text (byte {exc.start} cannot be decoded); save the file as UTF-8",
             Location(shown),
         ) from None
+    return parse_yaml(text, shown)
+
+
+def parse_yaml(text: str, shown: str) -> tuple[Any, SourceMap]:
+    """Parse YAML text (``shown`` names it in errors) with the same guards as a file."""
     if not text.strip():
         raise SpecError("the file is empty", Location(shown, 1, 1))
     loader = yaml.SafeLoader(text)
@@ -323,8 +328,10 @@ def file_kind(data: Any) -> str | None:
     return None
 
 
-def load_task(path: Path) -> LoadedTask:
-    data, source = read_yaml(path)
+def load_task(path: Path, text: str | None = None) -> LoadedTask:
+    """Load a task file; with ``text``, parse that text as the file at ``path``
+    (how work shipped to other processes rebuilds a task without reading it)."""
+    data, source = read_yaml(path) if text is None else parse_yaml(text, display_path(path))
     if file_kind(data) == "hypothesis":
         raise SpecError("this is a hypothesis file, expected a task file", source.location())
     spec = validate(TaskSpec, data, source)
