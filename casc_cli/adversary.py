@@ -201,6 +201,16 @@ def _tables(prepared: Prepared, cap: int) -> _Tables:
                    children[0] if slots else [])
 
 
+def rigid_classes(prepared: Prepared) -> dict[str, np.ndarray]:
+    """Per interpretation node with a slot, per equivalence class: whether every datum of the
+    class gives the same treeified inputs whatever is drawn below it. Restricting such a
+    class (a join that splits it) cannot change any scrubbed output."""
+    tables = _tables(prepared, MAX_CANDIDATES)
+    slots = prepared.hypothesis.plan.slots
+    return {s.node: tables.rigid[i] for i, s in enumerate(slots)
+            if s.kind == "node" and s.node is not None}
+
+
 def _rigidity(slots, children, candidates) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     """Per node slot and class: ``flat`` (once a datum of the class is chosen, no slot below
     can change the output) and ``rigid`` (flat, and every datum of the class gives the same

@@ -39,6 +39,7 @@ class Session:
     def __init__(self) -> None:
         self._tasks: dict[Path, CompiledTask] = {}
         self._data: dict[Path, Dataset] = {}
+        self._prepared = engine.PrepareCache()
 
     def task(self, loaded: LoadedTask) -> CompiledTask:
         key = loaded.path.resolve()
@@ -72,7 +73,7 @@ class Session:
         return compiled
 
     def prepare(self, compiled: CompiledHypothesis) -> engine.Prepared:
-        return engine.prepare(compiled, self.dataset(compiled.loaded.task))
+        return engine.prepare(compiled, self.dataset(compiled.loaded.task), self._prepared)
 
     def run(self, path: str | Path, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
             policy: Policy = "per_node", strict: bool = False,

@@ -273,6 +273,27 @@ def check(
         raise typer.Exit(1)
 
 
+class SchemaKind(str, Enum):
+    any = "any"
+    task = "task"
+    hypothesis = "hypothesis"
+    report = "report"
+
+
+@app.command()
+def schema(
+    kind: SchemaKind = typer.Argument(SchemaKind.any, help="any (task or hypothesis files), "
+                                      "task, hypothesis, or report (the JSON output)."),
+) -> None:
+    """Print a JSON Schema: of the YAML files (for editors) or of the JSON reports."""
+    import json
+
+    from .schema import report_schema, yaml_schema
+
+    document = report_schema() if kind is SchemaKind.report else yaml_schema(kind.value)
+    typer.echo(json.dumps(document, indent=2))
+
+
 class ShowFormat(str, Enum):
     text = "text"
     dot = "dot"

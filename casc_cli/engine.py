@@ -15,7 +15,7 @@ draws (common random numbers).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -144,11 +144,30 @@ def _fmt(value: np.ndarray) -> str:
     return np.array2string(np.asarray(value), threshold=8) if np.ndim(value) else str(value)
 
 
-def prepare(hypothesis: CompiledHypothesis, dataset: Dataset) -> Prepared:
-    """Labels, model outputs and the equivalence classes of every drawn node, over D."""
+@dataclass
+class PrepareCache:
+    """What hypotheses over one dataset share: the model's figures over D per model, and
+    node values and class tables keyed by what they are computed from (a node's formula
+    and, recursively, its children's), so a sweep over permutations computes each once."""
+
+    models: dict[tuple, tuple] = field(default_factory=dict)
+    values: dict[tuple, np.ndarray] = field(default_factory=dict)
+    classes: dict[bytes, ClassTable] = field(default_factory=dict)  # by a digest of the values
+    constant: dict[tuple, bool] = field(default_factory=dict)
+
+
+def _digest(values: np.ndarray) -> bytes:
+    """A content key: nodes with equal values over D share one class table."""
+    import hashlib
+
+    array = np.ascontiguousarray(values)
+    return hashlib.blake2b(array.tobytes(), digest_size=16,
+                           person=f"{array.dtype.str}{array.shape}"[:16].encode()).digest()
+
+
+def _model_over_data(hypothesis: CompiledHypothesis, dataset: Dataset) -> tuple:
     task, model = hypothesis.task, hypothesis.model
     n = dataset.size
-    rows = np.arange(n)
     inputs = dataset.inputs
     labels = _evaluate_checked(task.label, inputs, n, "the label", None, dataset)
     env: dict[str, np.ndarray] = dict(inputs)
@@ -161,16 +180,39 @@ def prepare(hypothesis: CompiledHypothesis, dataset: Dataset) -> Prepared:
             f"the model's output has per-example shape {outputs.shape[1:]} but the label has "
             f"{labels.shape[1:]}; the {task.metric.name} metric compares them element-wise"
         )
-    model_metric = _metric(hypothesis, outputs, labels, rows, dataset)
+    model_metric = _metric(hypothesis, outputs, labels, np.arange(n), dataset)
+    return labels, env, outputs, model_metric
+
+
+def prepare(hypothesis: CompiledHypothesis, dataset: Dataset,
+            cache: PrepareCache | None = None) -> Prepared:
+    """Labels, model outputs and the equivalence classes of every drawn node, over D."""
+    cache = cache or PrepareCache()
+    model_key = (hypothesis.task.loaded.path.resolve(), hypothesis.model.name, id(dataset))
+    if model_key not in cache.models:
+        cache.models[model_key] = _model_over_data(hypothesis, dataset)
+    labels, env, outputs, model_metric = cache.models[model_key]
+    n = dataset.size
     node_values: dict[str, np.ndarray] = {}
+    node_keys: dict[str, tuple] = {}
     for name in _postorder(hypothesis):
         node = hypothesis.nodes[name]
-        node_env = dict(inputs)
-        node_env.update({kid: node_values[kid] for kid in node.children})
-        node_values[name] = _evaluate_checked(node.formula, node_env, n,
-                                              f"interpretation node `{name}`", None, dataset)
-    classes = {slot.node: ClassTable.from_values(node_values[slot.node])
-               for slot in hypothesis.plan.slots if slot.kind == "node" and slot.node}
+        key = (id(dataset), node.formula.text,
+               tuple(sorted((kid, node_keys[kid]) for kid in node.children)))
+        node_keys[name] = key
+        if key not in cache.values:
+            node_env = dict(dataset.inputs)
+            node_env.update({kid: node_values[kid] for kid in node.children})
+            cache.values[key] = _evaluate_checked(node.formula, node_env, n,
+                                                  f"interpretation node `{name}`", None, dataset)
+        node_values[name] = cache.values[key]
+    classes = {}
+    for slot in hypothesis.plan.slots:
+        if slot.kind == "node" and slot.node:
+            digest = _digest(node_values[slot.node])
+            if digest not in cache.classes:
+                cache.classes[digest] = ClassTable.from_values(node_values[slot.node])
+            classes[slot.node] = cache.classes[digest]
     ablated = {}
     for step in hypothesis.plan.steps:
         if step.kind == "ablate":
@@ -178,11 +220,11 @@ def prepare(hypothesis: CompiledHypothesis, dataset: Dataset) -> Prepared:
             ablated[step.name] = (np.zeros_like(values[0]) if hypothesis.ablation == "zero"
                                   else values.mean(axis=0))
     return Prepared(hypothesis, dataset, labels, outputs, model_metric, node_values, classes,
-                    ablated, env, _inherited_slots(hypothesis, dataset, classes))
+                    ablated, env, _inherited_slots(hypothesis, dataset, classes, cache))
 
 
 def _inherited_slots(hypothesis: CompiledHypothesis, dataset: Dataset,
-                     classes: dict[str, ClassTable]) -> frozenset[int]:
+                     classes: dict[str, ClassTable], cache: PrepareCache) -> frozenset[int]:
     """Node slots whose draw cannot change any value read, so they reuse the parent's row.
 
     A slot with no slots below it, all of whose paths read inputs that are
@@ -201,7 +243,13 @@ def _inherited_slots(hypothesis: CompiledHypothesis, dataset: Dataset,
         if slot.kind != "node" or i in has_children or slot.node is None:
             continue
         table = classes[slot.node]
-        if all(_constant_within(dataset.inputs[name], table) for name in read.get(i, ())):
+        constant = True
+        for name in read.get(i, ()):
+            key = (id(table), name)
+            if key not in cache.constant:
+                cache.constant[key] = _constant_within(dataset.inputs[name], table)
+            constant = constant and cache.constant[key]
+        if constant:
             inherited.add(i)
     return frozenset(inherited)
 

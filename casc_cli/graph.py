@@ -125,9 +125,11 @@ class CompiledTask:
     label: Formula
     metric: Metric
     input_names: tuple[str, ...]
+    models: dict[str, ModelGraph] = field(repr=False, default_factory=dict)
 
     def model(self, name: str) -> ModelGraph:
-        return compile_model(self.loaded, name)
+        """The compiled model graph ``name`` (compiled once per task)."""
+        return self.models[name]
 
 
 def compile_task(loaded: LoadedTask) -> CompiledTask:
@@ -142,9 +144,8 @@ def compile_task(loaded: LoadedTask) -> CompiledTask:
         _check_names(formula, inputs | {"out", "label"}, source, loc, "the metric")
     metric = Metric(spec.metric.name or "formula", formula, spec.metric.higher_is_better,
                     spec.metric.title)
-    for model_name in spec.models:
-        compile_model(loaded, model_name)  # validate every model, not only the one used
-    return CompiledTask(loaded, label, metric, tuple(spec.inputs))
+    models = {name: compile_model(loaded, name) for name in spec.models}  # validates them all
+    return CompiledTask(loaded, label, metric, tuple(spec.inputs), models)
 
 
 def _metric_is_plain(source: SourceMap) -> bool:

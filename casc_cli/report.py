@@ -37,7 +37,7 @@ def fmt_interval(mean: float, low: float, high: float, se: float) -> str:
 
 
 def to_json(results: Sequence[ScrubResult]) -> str:
-    return json.dumps({"schema_version": SCHEMA_VERSION,
+    return json.dumps({"schema_version": SCHEMA_VERSION, "command": "run",
                        "results": [r.to_json() for r in results]}, indent=2)
 
 
@@ -155,6 +155,7 @@ def comparison_json(comparison) -> str:
         results.append(item)
     return json.dumps({
         "schema_version": SCHEMA_VERSION,
+        "command": "compare",
         "comparison": {
             "confidence": comparison.confidence,
             "model_loss": comparison.model_loss,

@@ -87,8 +87,9 @@ class SearchResult:
     baseline_shift: float
     baseline_shift_se: float
     baseline_z: float
-    family_size: int  # candidates that split something
+    family_size: int  # candidates that split a class that matters
     tried: int  # candidates scrubbed (at most max_candidates)
+    unmovable_classes: int  # classes in which every datum gives the same treeified inputs
     skipped_nodes: tuple[str, ...]  # vector-valued nodes too large to split
     alpha: float
     threshold_z: float  # Bonferroni: two-sided normal quantile at 1 - alpha / (2 tried)
@@ -134,7 +135,8 @@ def refinement_text(loaded: LoadedHypothesis, refinement: Refinement, output: Pa
     source = Path(loaded.source.file).as_posix()
     r = refinement.result
     header = (f"casc adversary {source}\n"
-              f"The hypothesis joined with one that splits the class {refinement.title}:\n"
+              f"The hypothesis joined with one whose class `{refinement.node}` == "
+              f"{refinement.value} is split by {refinement.feature}:\n"
               f"scrubbed loss {r.scrubbed_loss:.6g} ± {r.scrubbed_loss_se:.2g} against the "
               f"model's {r.model_loss:.6g} ({r.samples} samples, seed {r.seed}).")
     return dump_hypothesis(
@@ -180,15 +182,18 @@ def _literal(value: Any) -> str | None:
 
 def _class_test(text: str, value: np.ndarray) -> str | None:
     """A formula true exactly on data whose node value (formula ``text``) equals ``value``."""
+    body = ast.parse(text, mode="eval").body
+    if not isinstance(body, (ast.Name, ast.Subscript, ast.Call, ast.Constant)):
+        text = f"({text})"
     if value.ndim == 0:
         literal = _literal(value[()])
-        return None if literal is None else f"({text}) == {literal}"
+        return None if literal is None else f"{text} == {literal}"
     parts = []
     for index in np.ndindex(*value.shape):
         literal = _literal(value[index])
         if literal is None:
             return None
-        parts.append(f"({text})[{', '.join(map(str, index))}] == {literal}")
+        parts.append(f"{text}[{', '.join(map(str, index))}] == {literal}")
     return " and ".join(parts)
 
 
@@ -199,11 +204,16 @@ def _shown(value: np.ndarray) -> str:
 
 
 def _family(compiled: CompiledHypothesis, prepared: engine.Prepared
-            ) -> tuple[list[_Candidate], list[str]]:
-    """Every (node, class, feature) that splits something, largest classes first."""
+            ) -> tuple[list[_Candidate], list[str], int]:
+    """Every (node, class, feature) that splits something that matters, largest classes
+    first; the nodes skipped (values too large); how many classes no split can move."""
+    from .adversary import rigid_classes
+
     features = _features(prepared.dataset.inputs)
+    rigid = rigid_classes(prepared)
     keyed: list[tuple[tuple, _Candidate]] = []
     skipped: list[str] = []
+    unmovable = 0
     slot_nodes = [s.node for s in compiled.plan.slots if s.kind == "node" and s.node]
     for position, name in enumerate(slot_nodes):
         values = prepared.node_values[name]
@@ -211,17 +221,19 @@ def _family(compiled: CompiledHypothesis, prepared: engine.Prepared
             skipped.append(name)
             continue
         table = prepared.classes[name]
+        unmovable += int(rigid[name].sum())
         for f_index, (feature, input_name, column) in enumerate(features):
             ids = np.unique(column, return_inverse=True)[1].reshape(-1)
             width = int(ids.max()) + 1
             pairs = np.unique(table.labels * width + ids) // width
-            for cls in np.flatnonzero(np.bincount(pairs, minlength=table.n_classes) > 1):
+            splits = np.bincount(pairs, minlength=table.n_classes) > 1
+            for cls in np.flatnonzero(splits & ~rigid[name]):
                 row = int(table.order[table.starts[cls]])
                 size = int(table.counts[cls])
                 keyed.append(((-size, position, int(cls), f_index), _Candidate(
                     name, np.asarray(values[row]), feature, input_name, size)))
     keyed.sort(key=lambda pair: pair[0])
-    return [c for _, c in keyed], skipped
+    return [c for _, c in keyed], skipped, unmovable
 
 
 def _refine(compiled: CompiledHypothesis, candidate: _Candidate
@@ -334,7 +346,7 @@ def search(path: str | Path, *, samples: int = 10_000, seed: int = 0,
     compiled = session.compile(path, policy, strict, ablation)  # type: ignore[arg-type]
     prepared = session.prepare(compiled)
     baseline, shift, shift_se, baseline_z = _scrub(session, compiled, samples, seed, str(path))
-    family, skipped = _family(compiled, prepared)
+    family, skipped, unmovable = _family(compiled, prepared)
     chosen = family[:max_candidates]
     loaded = compiled.loaded
     refinements: list[Refinement] = []
@@ -359,7 +371,7 @@ def search(path: str | Path, *, samples: int = 10_000, seed: int = 0,
     tried = len(refinements)
     threshold = NormalDist().inv_cdf(1 - alpha / (2 * max(tried, 1)))
     return SearchResult(str(path), baseline, shift, shift_se, baseline_z, len(family), tried,
-                        tuple(skipped), alpha, threshold, tuple(refinements[:SHOWN]), samples,
+                        unmovable, tuple(skipped), alpha, threshold, tuple(refinements[:SHOWN]), samples,
                         seed, loaded)
 
 
