@@ -17,6 +17,7 @@ from .spec.loader import LoadedTask, display_path
 from .spec.models import InputSpec
 
 MAX_DATASET_SIZE = int(os.environ.get("CASC_MAX_DATASET_SIZE", 10_000_000))
+MAX_DATASET_VALUES = int(os.environ.get("CASC_MAX_DATASET_VALUES", 100_000_000))
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,11 @@ def build_dataset(task: LoadedTask) -> Dataset:
         else:
             size = spec.dataset.size or 0
             _check_size(size, where)
+            values = size * sum(math.prod(s.shape_tuple) for s in spec.inputs.values())
+            if values > MAX_DATASET_VALUES:
+                raise DataError(
+                    f"the dataset would hold {values} numbers, over the limit of "
+                    f"{MAX_DATASET_VALUES} (raise it with CASC_MAX_DATASET_VALUES)", where)
             inputs = {
                 name: _sample(s, size, spec.dataset.seed, name) for name, s in spec.inputs.items()
             }

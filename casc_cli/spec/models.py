@@ -31,6 +31,7 @@ PositiveInt = Annotated[StrictInt, Field(gt=0)]
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 BUILTIN_METRICS = ("mae", "mse", "zero_one")
 MAX_SHAPE_ELEMENTS = 1_000_000
+MAX_MAGNITUDE = 2**62
 
 
 def check_identifier(name: str, what: str) -> str:
@@ -100,8 +101,12 @@ class InputSpec(_Strict):
                 raise ValueError("`p` must be non-negative and sum to 1")
         if self.normal is not None and not self.normal[1] > 0:
             raise ValueError("`normal: [mean, std]` needs a positive std")
-        if any(not math.isfinite(v) for v in (self.choice or []) + (self.normal or [])):
+        numbers = (self.choice or []) + (self.normal or []) + (self.int_range or [])
+        if any(not math.isfinite(v) for v in numbers):
             raise ValueError("distribution parameters must be finite numbers")
+        if any(abs(v) > MAX_MAGNITUDE for v in numbers):
+            raise ValueError(f"distribution parameters must be within ±{MAX_MAGNITUDE:.0e} "
+                             "(values are stored as 64-bit numbers)")
         if self.shape is not None and math.prod(self.shape) > MAX_SHAPE_ELEMENTS:
             raise ValueError(f"shape {self.shape} has more than {MAX_SHAPE_ELEMENTS} elements")
         return self
