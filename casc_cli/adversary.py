@@ -187,12 +187,11 @@ def _tables(prepared: Prepared, cap: int) -> _Tables:
         candidates.append(_candidates(labels, _signature_ids(prepared.dataset, sorted(names)),
                                       cap))
     rigid, flat = _rigidity(slots, children, candidates)
-    free = [i for i, s in enumerate(slots)
-            if s.kind == "other" and int(candidates[i].distinct[0]) > 1]  # type: ignore[union-attr]
+    others = {i: c for i, c in enumerate(candidates) if c is not None and c.labels is None}
+    free = [i for i, c in others.items() if int(c.distinct[0]) > 1]
     joint, shared = None, None
-    sizes = [int(candidates[i].distinct[0]) for i in free]  # type: ignore[union-attr]
-    if len(free) > 1 and math.prod(sizes) <= cap:
-        grids = np.meshgrid(*[candidates[i].rows for i in free], indexing="ij")  # type: ignore[union-attr]
+    if len(free) > 1 and math.prod(int(others[i].distinct[0]) for i in free) <= cap:
+        grids = np.meshgrid(*[others[i].rows for i in free], indexing="ij")
         joint = np.stack([g.reshape(-1) for g in grids], axis=1)
     elif len(free) > 1:
         names = sorted(set().union(*(reads[i] for i in free)))
@@ -408,10 +407,8 @@ def reference_rows(prepared: Prepared, samples: int, seed: int) -> tuple[np.ndar
     n_rows = prepared.dataset.size
     if n_rows <= samples:
         return np.arange(n_rows, dtype=np.int64), True
-    stream = prepared.hypothesis.plan.slots[0].stream
-    return np.concatenate([
-        (engine._stream(seed, *stream, block).random(size) * n_rows).astype(np.int64)
-        for block, size in engine.blocks(samples)]), False
+    return np.concatenate([engine.slot_rows(prepared, seed, [block])[0]
+                           for block in engine.blocks(samples)]), False
 
 
 def worst_case(prepared: Prepared, samples: int = 10_000, seed: int = 0, *,

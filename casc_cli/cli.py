@@ -163,6 +163,7 @@ def compare(
         None, "--scheduler", metavar="ADDRESS",
         help="Run on a Dask cluster (tcp://host:port); needs pip install 'casc[dask]'."),
     chunk_size: int = typer.Option(65536, "--chunk-size", help=CHUNK_HELP),
+    show_all: bool = typer.Option(False, "--all", help="Show every row, however many."),
 ) -> None:
     """Scrub many hypotheses under one seed and rank them, with CIs and groups."""
     from .api import Session, check_run_options
@@ -201,7 +202,7 @@ def compare(
     if json_output:
         typer.echo(comparison_json(comparison))
     else:
-        console.print(comparison_table(comparison))
+        console.print(comparison_table(comparison, None if show_all else 60))
     if plot is not None:
         try:
             plot_comparison(comparison, plot)

@@ -151,8 +151,9 @@ class PrepareCache:
     and, recursively, its children's), so a sweep over permutations computes each once."""
 
     models: dict[tuple, tuple] = field(default_factory=dict)
-    values: dict[tuple, np.ndarray] = field(default_factory=dict)
-    classes: dict[bytes, ClassTable] = field(default_factory=dict)  # by a digest of the values
+    digests: dict[tuple, bytes] = field(default_factory=dict)  # node key -> digest of values
+    values: dict[bytes, np.ndarray] = field(default_factory=dict)  # one array per content
+    classes: dict[bytes, ClassTable] = field(default_factory=dict)
     constant: dict[tuple, bool] = field(default_factory=dict)
 
 
@@ -194,22 +195,25 @@ def prepare(hypothesis: CompiledHypothesis, dataset: Dataset,
     labels, env, outputs, model_metric = cache.models[model_key]
     n = dataset.size
     node_values: dict[str, np.ndarray] = {}
-    node_keys: dict[str, tuple] = {}
+    node_digests: dict[str, bytes] = {}
     for name in _postorder(hypothesis):
         node = hypothesis.nodes[name]
         key = (id(dataset), node.formula.text,
-               tuple(sorted((kid, node_keys[kid]) for kid in node.children)))
-        node_keys[name] = key
-        if key not in cache.values:
+               tuple(sorted((kid, node_digests[kid]) for kid in node.children)))
+        if key not in cache.digests:
             node_env = dict(dataset.inputs)
             node_env.update({kid: node_values[kid] for kid in node.children})
-            cache.values[key] = _evaluate_checked(node.formula, node_env, n,
-                                                  f"interpretation node `{name}`", None, dataset)
-        node_values[name] = cache.values[key]
+            values = _evaluate_checked(node.formula, node_env, n,
+                                       f"interpretation node `{name}`", None, dataset)
+            digest = _digest(values)
+            cache.values.setdefault(digest, values)  # equal contents share one array
+            cache.digests[key] = digest
+        node_digests[name] = cache.digests[key]
+        node_values[name] = cache.values[node_digests[name]]
     classes = {}
     for slot in hypothesis.plan.slots:
         if slot.kind == "node" and slot.node:
-            digest = _digest(node_values[slot.node])
+            digest = node_digests[slot.node]
             if digest not in cache.classes:
                 cache.classes[digest] = ClassTable.from_values(node_values[slot.node])
             classes[slot.node] = cache.classes[digest]

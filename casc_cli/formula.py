@@ -18,6 +18,7 @@ axis. A scalar per example has shape ``(batch,)``, a vector per example
 from __future__ import annotations
 
 import ast
+import functools
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -576,7 +577,17 @@ class Formula:
 
 
 def compile_formula(text: str) -> Formula:
-    """Parse, check and compile ``text``; raises :class:`FormulaError` on any problem."""
+    """Parse, check and compile ``text``; raises :class:`FormulaError` on any problem.
+
+    Formulas are immutable, so each distinct text is compiled once per process
+    (a permutation sweep compiles the same few formulas thousands of times).
+    """
+    if not isinstance(text, str):
+        return _compile_uncached(text)
+    return _compile_cached(text)
+
+
+def _compile_uncached(text: str) -> Formula:
     tree, positions = _parse(text)
     compiler = _Compiler(positions)
     try:
@@ -584,3 +595,6 @@ def compile_formula(text: str) -> Formula:
     except RecursionError:  # pragma: no cover - the depth limit keeps us well clear
         raise FormulaError("the formula is nested too deeply", 0) from None
     return Formula(text=text, names=frozenset(compiler.names), _fn=fn)
+
+
+_compile_cached = functools.lru_cache(maxsize=1 << 16)(_compile_uncached)

@@ -169,8 +169,12 @@ def comparison_json(comparison) -> str:
     }, indent=2)
 
 
-def comparison_table(comparison):
-    """The ``casc compare`` table: ranked, with CIs, a bar and the group of each row."""
+def comparison_table(comparison, limit: int | None = 60):
+    """The ``casc compare`` table: ranked, with CIs, a bar and the group of each row.
+
+    With more than ``limit`` rows, the best ``limit // 2`` and the worst few are
+    shown around a line that counts the rest (``--all`` or ``--json`` for everything).
+    """
     from rich.table import Table
     from rich.text import Text
 
@@ -192,10 +196,26 @@ def comparison_table(comparison):
     table.add_column("recovered %", justify="right")
     table.add_column("", min_width=22)
     table.add_column("group", justify="right")
-    top = max([abs(e.ci_high) for e in comparison.entries] + [abs(comparison.model_loss), 1e-300])
+    entries = list(comparison.entries)
+    top = max([abs(e.ci_high) for e in entries] + [abs(comparison.model_loss), 1e-300])
     width = 20
-    rank = 0
-    for entry in comparison.entries:
+    ranks, rank = [], 0
+    for entry in entries:
+        rank += entry.result is not None
+        ranks.append(rank if entry.result is not None else None)
+    shown = range(len(entries))
+    if limit is not None and len(entries) > limit:
+        head, tail = limit // 2, 5
+        keep = set(range(head)) | set(range(len(entries) - tail, len(entries)))
+        keep |= {i for i, e in enumerate(entries) if e.result is None}
+        shown = sorted(keep)
+    previous = -1
+    for i in shown:
+        if i != previous + 1:
+            table.add_row("", Text(f"… {i - previous - 1} more (--all or --json to see every row)",
+                                   style="dim italic"), "", "", "", "")
+        previous = i
+        entry = entries[i]
         filled = int(round(width * abs(entry.mean) / top)) if math.isfinite(entry.mean) else 0
         bar = Text("█" * filled + "·" * (width - filled),
                    style="dim" if entry.result is None else "cyan")
@@ -204,10 +224,9 @@ def comparison_table(comparison):
             table.add_row("", Text(entry.label, style="italic"), ci, "0", bar,
                           str(entry.group), style="dim")
             continue
-        rank += 1
         r = entry.result
-        table.add_row(str(rank), entry.label, ci, fmt(r.recovered_pct, r.recovered_pct_se), bar,
-                      str(entry.group))
+        table.add_row(str(ranks[i]), entry.label, ci, fmt(r.recovered_pct, r.recovered_pct_se),
+                      bar, str(entry.group))
     return table
 
 

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import NormalDist
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
@@ -51,7 +51,8 @@ MAX_VALUE_ELEMENTS = 16
 per-example axis) are not split."""
 
 GROUP = 16
-"""Refinements scrubbed together (they share the random baseline)."""
+"""Refinements prepared and scrubbed together (they share node values, class tables and
+the random baseline)."""
 
 DEFAULT_ALPHA = 0.05
 SHOWN = 10
@@ -115,6 +116,29 @@ class SearchResult:
         """Whether the hypothesis itself already moves the loss (two-sided, level alpha):
         plain scrubbing rejects it, no adversary needed."""
         return self.baseline_z > NormalDist().inv_cdf(1 - self.alpha / 2)
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable summary (no file text; see :meth:`refinement_yaml`)."""
+        def number(v: float) -> float | None:
+            return v if math.isfinite(v) else None
+
+        return {
+            "hypothesis": self.hypothesis, "model_loss": self.baseline.model_loss,
+            "scrubbed_loss": self.baseline.scrubbed_loss,
+            "scrubbed_loss_se": number(self.baseline.scrubbed_loss_se),
+            "baseline_z": number(self.baseline_z),
+            "baseline_significant": self.baseline_significant,
+            "family_size": self.family_size, "tried": self.tried, "truncated": self.truncated,
+            "unmovable_classes": self.unmovable_classes, "skipped_nodes": list(self.skipped_nodes),
+            "alpha": self.alpha, "threshold_z": self.threshold_z,
+            "significant": self.significant, "samples": self.samples, "seed": self.seed,
+            "ranking": [{"node": r.node, "class": r.value, "feature": r.feature,
+                         "formula": r.formula, "class_size": r.class_size,
+                         "scrubbed_loss": r.result.scrubbed_loss,
+                         "scrubbed_loss_se": number(r.result.scrubbed_loss_se),
+                         "shift": r.shift, "shift_se": number(r.shift_se), "z": number(r.z)}
+                        for r in self.ranking],
+        }
 
     def refinement_yaml(self, refinement: Refinement | None = None,
                         output: str | Path | None = None) -> str:
@@ -291,34 +315,6 @@ def _figures(result: ScrubResult) -> tuple[ScrubResult, float, float, float]:
     return result, shift, result.mean_gap_se, _z(result.mean_gap, result.mean_gap_se)
 
 
-def prepare_refined(base: engine.Prepared, refined: CompiledHypothesis) -> engine.Prepared:
-    """:func:`engine.prepare` of a hypothesis with ``base``'s plan and other formulas: node
-    values are recomputed (cheap), equivalence classes only where the values changed."""
-    dataset = base.dataset
-    values: dict[str, np.ndarray] = {}
-    stack: list[tuple[str, bool]] = [(refined.root, False)]
-    while stack:  # postorder
-        name, done = stack.pop()
-        node = refined.nodes[name]
-        if not done:
-            stack.append((name, True))
-            stack.extend((kid, False) for kid in node.children)
-            continue
-        env = dict(dataset.inputs)
-        env.update({kid: values[kid] for kid in node.children})
-        values[name] = engine._evaluate_checked(node.formula, env, dataset.size,
-                                                f"interpretation node `{name}`", None, dataset)
-    classes = {}
-    for old, new in zip(base.hypothesis.plan.slots, refined.plan.slots):
-        if new.kind != "node" or new.node is None:
-            continue
-        before, after = base.node_values[old.node], values[new.node]  # type: ignore[index]
-        same = before.shape == after.shape and np.array_equal(before, after)
-        classes[new.node] = (base.classes[old.node] if same  # type: ignore[index]
-                             else engine.ClassTable.from_values(after))
-    return replace(base, hypothesis=refined, node_values=values, classes=classes)
-
-
 def _z(shift: float, se: float) -> float:
     if not math.isfinite(se):
         return 0.0
@@ -334,7 +330,7 @@ def search(path: str | Path, *, samples: int = 10_000, seed: int = 0,
            on_progress: Callable[[int, int], None] | None = None) -> SearchResult:
     """Search the refinements of a hypothesis file for the one whose scrubbed loss moves
     furthest from the model's loss (see the module doc). ``on_progress(done, total)`` is
-    called after each candidate."""
+    called as candidates are scrubbed (in groups of :data:`GROUP`)."""
     from .api import Session, check_run_options
 
     check_run_options(samples, seed)
@@ -350,7 +346,9 @@ def search(path: str | Path, *, samples: int = 10_000, seed: int = 0,
     chosen = family[:max_candidates]
     loaded = compiled.loaded
     refinements: list[Refinement] = []
+    dataset = prepared.dataset
     for begin in range(0, len(chosen), GROUP):
+        cache = engine.PrepareCache()  # shared by the group: unchanged nodes computed once
         group = []
         for candidate in chosen[begin:begin + GROUP]:
             refined = _refine(compiled, candidate)
@@ -358,7 +356,7 @@ def search(path: str | Path, *, samples: int = 10_000, seed: int = 0,
                 spec, formula = refined
                 h = session.compile_loaded(replace(loaded, spec=spec), policy, strict,
                                            ablation)  # type: ignore[arg-type]
-                group.append((candidate, spec, formula, prepare_refined(prepared, h)))
+                group.append((candidate, spec, formula, engine.prepare(h, dataset, cache)))
         results = engine.scrub_many([g[3] for g in group], samples, seed)
         for (candidate, spec, formula, _), result in zip(group, results):
             result, d, d_se, z = _figures(replace(result, hypothesis=str(path)))
@@ -371,8 +369,8 @@ def search(path: str | Path, *, samples: int = 10_000, seed: int = 0,
     tried = len(refinements)
     threshold = NormalDist().inv_cdf(1 - alpha / (2 * max(tried, 1)))
     return SearchResult(str(path), baseline, shift, shift_se, baseline_z, len(family), tried,
-                        unmovable, tuple(skipped), alpha, threshold, tuple(refinements[:SHOWN]), samples,
-                        seed, loaded)
+                        unmovable, tuple(skipped), alpha, threshold, tuple(refinements[:SHOWN]),
+                        samples, seed, loaded)
 
 
 def load_refinement(result: SearchResult, refinement: Refinement | None = None,
