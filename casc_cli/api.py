@@ -84,14 +84,27 @@ class Session:
 
     def scrub(self, compiled: CompiledHypothesis, samples: int, seed: int,
               given: str | None = None, with_specificity: bool = True,
-              chunk_size: int = engine.DEFAULT_CHUNK_SIZE) -> ScrubResult:
-        """Scrub a compiled hypothesis; add the specificity report unless told not to."""
+              chunk_size: int = engine.DEFAULT_CHUNK_SIZE, adversary: bool = False
+              ) -> ScrubResult:
+        """Scrub a compiled hypothesis; add the specificity report unless told not to, and
+        the worst case an adversary finds with ``adversary``."""
         check_chunk_size(chunk_size)
         prepared = self.prepare(compiled)
         result = engine.scrub(prepared, samples, seed, chunk_size)
         if given is not None:
             result = replace(result, hypothesis=given)
+        if adversary:
+            result = self.with_worst_case(result, compiled, samples, seed)
         return with_specificity_report(result, prepared) if with_specificity else result
+
+    def with_worst_case(self, result: ScrubResult, compiled: CompiledHypothesis, samples: int,
+                        seed: int) -> ScrubResult:
+        """Add worst-case scrubbing's figure (:mod:`casc_cli.adversary`) to a result."""
+        from .adversary import worst_case
+
+        worst = worst_case(self.prepare(compiled), samples, seed)
+        return replace(result, worst_case_loss=worst.worst_loss,
+                       worst_case_loss_se=worst.worst_loss_se, worst_case_exact=worst.exact)
 
     def scrub_sweep(self, compiled: list[CompiledHypothesis], samples: int, seed: int, *,
                     jobs: int = 1, scheduler: str | None = None,
@@ -145,7 +158,8 @@ class Session:
         old_results = load_baseline(baseline) if baseline is not None else []
         checks, results = [], []
         for file, compiled, expect in planned:
-            result = self.scrub(compiled, samples, seed, given=file, with_specificity=False)
+            result = self.scrub(compiled, samples, seed, given=file, with_specificity=False,
+                                adversary=expect.worst_case_loss is not None)
             results.append(result)
             checks.extend(judge(result, expect, compiled.loaded, file, k))
         for old in old_results:

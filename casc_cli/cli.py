@@ -40,6 +40,8 @@ class AblationChoice(str, Enum):
 
 
 ABLATION_HELP = "What unimportant paths get: a resampled datum, or their mean or zero."
+ADVERSARY_HELP = ("Also report worst-case scrubbing: the allowed swaps that make the metric "
+                  "worst (docs/adversarial.md).")
 CHUNK_HELP = ("Resamples processed at once (rounded to whole blocks of 65536); bounds memory, "
               "never changes a figure.")
 
@@ -81,6 +83,7 @@ def run(
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     nodes: bool = typer.Option(False, "--nodes", help="Also print the per-node specificity report."),
     chunk_size: int = typer.Option(65536, "--chunk-size", help=CHUNK_HELP),
+    adversary: bool = typer.Option(False, "--adversary", help=ADVERSARY_HELP),
 ) -> None:
     """Scrub each hypothesis and print model, scrubbed and random-baseline loss."""
     from .api import Session, check_run_options
@@ -104,7 +107,7 @@ def run(
     try:
         for file, hypothesis in compiled:
             results.append(session.scrub(hypothesis, samples, seed, given=file,
-                                         chunk_size=chunk_size))
+                                         chunk_size=chunk_size, adversary=adversary))
     except CascError as exc:
         _fail([exc])
     if json_output:
@@ -164,6 +167,7 @@ def compare(
         help="Run on a Dask cluster (tcp://host:port); needs pip install 'casc[dask]'."),
     chunk_size: int = typer.Option(65536, "--chunk-size", help=CHUNK_HELP),
     show_all: bool = typer.Option(False, "--all", help="Show every row, however many."),
+    adversary: bool = typer.Option(False, "--adversary", help=ADVERSARY_HELP),
 ) -> None:
     """Scrub many hypotheses under one seed and rank them, with CIs and groups."""
     from .api import Session, check_run_options
@@ -192,10 +196,16 @@ def compare(
                 items.append((label, session.compile_loaded(variant.loaded, policy.value,
                                                                     strict, ablation.value)))
         with _progress() as progress:
-            comparison = run_comparison(
-                items, lambda hyps: session.scrub_sweep(
-                    hyps, samples, seed, jobs=jobs, scheduler=scheduler, chunk_size=chunk_size,
-                    on_progress=progress), confidence)
+            def scrub_all(hyps):
+                results = session.scrub_sweep(hyps, samples, seed, jobs=jobs,
+                                              scheduler=scheduler, chunk_size=chunk_size,
+                                              on_progress=progress)
+                if adversary:
+                    results = [session.with_worst_case(r, h, samples, seed)
+                               for r, h in zip(results, hyps)]
+                return results
+
+            comparison = run_comparison(items, scrub_all, confidence)
     except CascError as exc:
         _fail([exc])
     console = make_console()
@@ -272,6 +282,66 @@ def check(
             typer.echo(text)
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def join(
+    first: str = typer.Argument(..., help="A hypothesis file.", metavar="A.yaml"),
+    second: str = typer.Argument(..., help="A hypothesis of the same shape.", metavar="B.yaml"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE",
+                                          help="Write the joined hypothesis here "
+                                               "(default: print it)."),
+) -> None:
+    """Join two hypotheses of the same tree shape: a swap is allowed only if both allow it."""
+    from .errors import CascError
+    from .join import join_files
+
+    target = output if output is not None else Path(first).with_name("joined.yaml")
+    try:
+        joined = join_files(first, second, target)
+    except CascError as exc:
+        _fail([exc])
+    if output is None:
+        typer.echo(joined.text, nl=False)
+        return
+    output.write_text(joined.text, encoding="utf-8")
+    typer.echo(f"wrote {output}", err=True)
+
+
+@app.command("adversary")
+def adversary_command(
+    file: str = typer.Argument(..., help="A hypothesis file.", metavar="FILE"),
+    samples: int = typer.Option(10_000, "--samples", "-n", help="Resamples per candidate."),
+    seed: int = typer.Option(0, "--seed", "-s", help="Random seed."),
+    policy: PolicyChoice = typer.Option(PolicyChoice.per_node, "--policy",
+                                        help="How unimportant paths are resampled."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level, Bonferroni-corrected "
+                                "over the candidates tried."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE",
+                                          help="Write the refinement found to FILE."),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Search refinements of a hypothesis for the one that moves its loss furthest."""
+    import json
+
+    from .errors import CascError
+    from .report import make_console, print_search
+    from .search import search
+
+    try:
+        with _progress() as progress:
+            found = search(file, samples=samples, seed=seed, policy=policy.value, alpha=alpha,
+                           on_progress=progress)
+        text = found.refinement_yaml(output=output) if found.significant else None
+    except CascError as exc:
+        _fail([exc])
+    if json_output:
+        typer.echo(json.dumps({**found.to_json(), "refinement": text}, indent=2))
+    else:
+        print_search(found, text, make_console())
+    if text is not None and output is not None:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)
 
 
 class SchemaKind(str, Enum):

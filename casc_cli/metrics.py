@@ -106,6 +106,9 @@ class ScrubResult:
     max_entropy_bits: float | None = None
     claimed_bits: float | None = None
     nodes: list[dict[str, Any]] = field(default_factory=list)
+    worst_case_loss: float | None = None  # with --adversary (docs/adversarial.md)
+    worst_case_loss_se: float | None = None
+    worst_case_exact: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {k: json_value(v) for k, v in asdict(self).items()}

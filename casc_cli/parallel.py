@@ -12,6 +12,7 @@ the unit size or the order in which units finish.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,9 @@ def plan_units(compiled: Sequence[CompiledHypothesis], samples: int, seed: int,
             for i in range(0, len(refs), per_batch) for block_range in ranges]
 
 
-_worker_cache: dict[tuple, engine.Prepared] = {}
+_tasks: dict[tuple[str, str], Any] = {}
+_prepared: OrderedDict[tuple, engine.Prepared] = OrderedDict()
+PREPARED_KEPT = 256  # a hypothesis spans several units only in long runs: keep the recent ones
 
 
 def run_unit(unit: Unit) -> list[tuple[int, list[engine.Accumulator]]]:
@@ -77,19 +80,23 @@ def run_unit(unit: Unit) -> list[tuple[int, list[engine.Accumulator]]]:
 
     per_chunk = max(1, unit.chunk_size // engine.BLOCK_SIZE)
     chunks = [list(unit.chunk[i:i + per_chunk]) for i in range(0, len(unit.chunk), per_chunk)]
+    task_key = (unit.task_path, unit.task_text)
+    if task_key not in _tasks:  # parse the task once per worker
+        _tasks[task_key] = load_task(Path(unit.task_path), unit.task_text)
+    task = _tasks[task_key]
+    session = _session()
     out = []
     for ref in unit.hypotheses:
-        key = (unit.task_path, hash(unit.task_text), ref.path, repr(ref.spec), ref.policy,
-               ref.ablation)
-        prepared = _worker_cache.get(key)
+        key = (task_key, ref.path, repr(ref.spec), ref.policy, ref.ablation)
+        prepared = _prepared.get(key)
         if prepared is None:
-            session = _session()
-            task = load_task(Path(unit.task_path), unit.task_text)
             spec = HypothesisSpec.model_validate(ref.spec)
             loaded = LoadedHypothesis(spec, Path(ref.path), SourceMap(ref.path, None), task)
             prepared = session.prepare(session.compile_loaded(loaded, ref.policy,
                                                               ablation=ref.ablation))
-            _worker_cache[key] = prepared
+            _prepared[key] = prepared
+            while len(_prepared) > PREPARED_KEPT:
+                _prepared.popitem(last=False)
         accumulators = []
         for chunk in chunks:
             accumulators.extend(engine.scrub_chunk(prepared, unit.seed, chunk))

@@ -67,6 +67,9 @@ def results_table(results: Sequence[ScrubResult]):
     table.add_column("per-sample gap", justify="right")
     table.add_column("output ≠", justify="right")
     table.add_column("bits claimed", justify="right")
+    adversary = any(r.worst_case_loss is not None for r in results)
+    if adversary:
+        table.add_column("worst case", justify="right")
     table.add_column("flags")
     for r in results:
         cells = [f"{r.hypothesis}\n[dim]{r.name}[/dim]"]
@@ -80,10 +83,21 @@ def results_table(results: Sequence[ScrubResult]):
             fmt(r.per_sample_gap, r.per_sample_gap_se),
             fmt(r.output_divergence, r.output_divergence_se),
             _bits(r),
+            *([worst_case_cell(r)] if adversary else []),
             "\n".join(f"[bold red]{f}[/bold red]" for f in r.flags) or "[green]—[/green]",
         ]
         table.add_row(*cells)
     return table
+
+
+def worst_case_cell(r: ScrubResult) -> str:
+    """The adversary's figure: exact, or a bound the true worst case lies beyond."""
+    if r.worst_case_loss is None:
+        return "—"
+    text = fmt(r.worst_case_loss, r.worst_case_loss_se or None)
+    if r.worst_case_exact:
+        return f"{text} (exact)"
+    return f"{'≤' if r.higher_is_better else '≥'} {text}"
 
 
 def _bits(r: ScrubResult) -> str:
@@ -197,6 +211,10 @@ def comparison_table(comparison, limit: int | None = 60):
     table.add_column("", min_width=22)
     table.add_column("group", justify="right")
     entries = list(comparison.entries)
+    adversary = any(e.result is not None and e.result.worst_case_loss is not None
+                    for e in entries)
+    if adversary:
+        table.add_column("worst case", justify="right")
     top = max([abs(e.ci_high) for e in entries] + [abs(comparison.model_loss), 1e-300])
     width = 20
     ranks, rank = [], 0
@@ -213,7 +231,7 @@ def comparison_table(comparison, limit: int | None = 60):
     for i in shown:
         if i != previous + 1:
             table.add_row("", Text(f"… {i - previous - 1} more (--all or --json to see every row)",
-                                   style="dim italic"), "", "", "", "")
+                                   style="dim italic"), *[""] * (4 + adversary))
         previous = i
         entry = entries[i]
         filled = int(round(width * abs(entry.mean) / top)) if math.isfinite(entry.mean) else 0
@@ -222,12 +240,52 @@ def comparison_table(comparison, limit: int | None = 60):
         ci = fmt_interval(entry.mean, entry.ci_low, entry.ci_high, entry.se)
         if entry.result is None:
             table.add_row("", Text(entry.label, style="italic"), ci, "0", bar,
-                          str(entry.group), style="dim")
+                          str(entry.group), *([""] if adversary else []), style="dim")
             continue
         r = entry.result
         table.add_row(str(ranks[i]), entry.label, ci, fmt(r.recovered_pct, r.recovered_pct_se),
-                      bar, str(entry.group))
+                      bar, str(entry.group), *([worst_case_cell(r)] if adversary else []))
     return table
+
+
+def print_search(found, refinement_text: str | None, console) -> None:
+    """``casc adversary``: the ranking of refinements and the verdict."""
+    from rich.syntax import Syntax
+    from rich.table import Table
+
+    base = found.baseline
+    console.print(f"casc adversary · {found.hypothesis} · model {fmt(base.model_loss)} · "
+                  f"scrubbed {fmt(base.scrubbed_loss, base.scrubbed_loss_se)} · "
+                  f"{found.samples} samples · seed {found.seed}", soft_wrap=True)
+    table = Table(title_justify="left", header_style="bold",
+                  caption=(f"{found.tried} of {found.family_size} refinements tried"
+                           f"{' (truncated)' if found.truncated else ''}; significant when "
+                           f"z > {found.threshold_z:.2f} (alpha {found.alpha:g}, Bonferroni); "
+                           f"{found.unmovable_classes} classes no split can move"),
+                  caption_justify="left")
+    for column in ("refinement", "scrubbed ± SE", "shift ± SE", "z"):
+        table.add_column(column, justify="left" if column == "refinement" else "right")
+    for r in found.ranking:
+        table.add_row(r.title, fmt(r.result.scrubbed_loss, r.result.scrubbed_loss_se),
+                      fmt(r.shift, r.shift_se), f"{r.z:.1f}")
+    if found.ranking:
+        console.print(table)
+    else:
+        console.print(f"no refinement to try: {found.unmovable_classes} classes, none of which "
+                      "a split by one feature can move")
+    if found.significant:
+        console.print(f"[bold red]found:[/bold red] {found.best.title} moves the scrubbed loss "
+                      f"by {fmt(found.best.shift, found.best.shift_se)} (z {found.best.z:.1f}); "
+                      "the refinement, as a file casc run accepts:")
+        console.print(Syntax(refinement_text or "", "yaml", theme="ansi_dark",
+                             background_color="default"))
+    elif found.baseline_significant:
+        console.print("nothing needed: plain scrubbing already moves this hypothesis's loss "
+                      f"(z {found.baseline_z:.1f})")
+    else:
+        console.print("[green]nothing significant:[/green] no refinement in the family moves "
+                      "the average scrubbed loss beyond its standard error (a cancellation "
+                      "that no split can break still shows in `casc run --adversary`)")
 
 
 # ---------------------------------------------------------------------- casc check
