@@ -24,6 +24,11 @@ def fmt(value: float | None, se: float | None = None) -> str:
     return f"{value:.{decimals}f} ± {se:.{decimals}f}"
 
 
+def fmt_baseline(value: float, se: float) -> str:
+    """The random baseline: marked exact when computed exactly over D."""
+    return f"{value:.5g} (exact)" if se == 0 else fmt(value, se)
+
+
 def _decimals(se: float) -> int:
     """Two significant digits of the standard error."""
     return min(8, max(0, 1 - math.floor(math.log10(se))))
@@ -62,7 +67,7 @@ def results_table(results: Sequence[ScrubResult]):
         table.add_column("metric")
     table.add_column("model", justify="right")
     table.add_column("scrubbed ± SE", justify="right")
-    table.add_column("random ± SE", justify="right")
+    table.add_column("random", justify="right")
     table.add_column("recovered %", justify="right")
     table.add_column("per-sample gap", justify="right")
     table.add_column("output ≠", justify="right")
@@ -78,7 +83,7 @@ def results_table(results: Sequence[ScrubResult]):
         cells += [
             fmt(r.model_loss),
             fmt(r.scrubbed_loss, r.scrubbed_loss_se),
-            fmt(r.random_loss, r.random_loss_se),
+            fmt_baseline(r.random_loss, r.random_loss_se),
             fmt(r.recovered_pct, r.recovered_pct_se),
             fmt(r.per_sample_gap, r.per_sample_gap_se),
             fmt(r.output_divergence, r.output_divergence_se),
@@ -198,7 +203,7 @@ def comparison_table(comparison, limit: int | None = 60):
         title=f"casc compare · metric {comparison.metric} ({direction} is better)",
         title_justify="left", header_style="bold",
         caption=(f"model loss {fmt(comparison.model_loss)} · random baseline "
-                 f"{fmt(comparison.random_loss, comparison.random_se)} · "
+                 f"{fmt_baseline(comparison.random_loss, comparison.random_se)} · "
                  f"{comparison.samples} samples · seed {comparison.seed}\n"
                  f"group: rows that cannot be told apart at {pct}% (Bonferroni over the "
                  "ranking; docs/compare.md)"),
