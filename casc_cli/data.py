@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, Location
-from .spec.loader import LoadedTask, display_path
+from .spec.loader import LoadedTask, display_path, resolve_reference
 from .spec.models import InputSpec
 
 MAX_DATASET_SIZE = int(os.environ.get("CASC_MAX_DATASET_SIZE", 10_000_000))
@@ -100,12 +100,16 @@ def _sample(spec: InputSpec, size: int, seed: int, name: str) -> np.ndarray:
 def _enumerate(inputs: dict[str, InputSpec], where: Location) -> dict[str, np.ndarray]:
     """Every combination of every element of every input, each once (row-major)."""
     axes: list[tuple[str, int, list[int | float]]] = []
+    total = 1
     for name, spec in inputs.items():
-        support = spec.finite_values
-        if support is None:
+        if spec.support_size is None:
             raise DataError(
                 f"`enumerate: true` needs finite inputs, but `{name}` is normal", where
             )
+        total *= spec.support_size ** math.prod(spec.shape_tuple)
+        _check_size(total, where)  # before anything is built
+    for name, spec in inputs.items():
+        support = spec.finite_values or []
         for element in range(math.prod(spec.shape_tuple)):
             axes.append((name, element, support))
     total = math.prod(len(s) for _, _, s in axes)
@@ -125,9 +129,9 @@ def _enumerate(inputs: dict[str, InputSpec], where: Location) -> dict[str, np.nd
 def _load_file(task: LoadedTask) -> dict[str, np.ndarray]:
     spec = task.spec
     assert spec.dataset.file is not None
-    path = (task.path.parent / spec.dataset.file).resolve()
+    path = resolve_reference(task.path, spec.dataset.file, task.source, ("dataset", "file"))
     where = task.source.location(("dataset", "file"))
-    if not path.is_file():
+    if not _is_file(path):
         raise DataError(f"data file {display_path(path)} does not exist", where)
     suffix = path.suffix.lower()
     if suffix == ".npz":
@@ -157,6 +161,13 @@ def _load_file(task: LoadedTask) -> dict[str, np.ndarray]:
         raise DataError("the data file has no rows", where)
     _check_size(size, where)
     return result
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _read_npz(path: Path, where: Location) -> dict[str, np.ndarray]:

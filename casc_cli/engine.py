@@ -122,7 +122,13 @@ def _evaluate_checked(formula: Formula, env: Mapping[str, np.ndarray], batch: in
         try:
             values = formula.evaluate(env, batch)
         except EvaluationError as exc:
-            raise EvaluationError(f"{what} (`{formula.text}`): {exc.message}") from None
+            where = ""
+            index = getattr(exc, "index", None)
+            if index is not None and index < batch:
+                row = index if rows is None else int(rows[index])
+                shown = ", ".join(f"{k}={_fmt(v[row])}" for k, v in dataset.inputs.items())
+                where = f" on row {row} of D ({shown})"
+            raise EvaluationError(f"{what} (`{formula.text}`): {exc.message}{where}") from None
         except (ValueError, TypeError, IndexError, OverflowError, ZeroDivisionError) as exc:
             raise EvaluationError(f"{what} (`{formula.text}`) cannot be evaluated: {exc}") from None
     if values.dtype.kind == "f" or values.dtype.kind == "c":
@@ -172,7 +178,7 @@ def _model_over_data(hypothesis: CompiledHypothesis, dataset: Dataset) -> tuple:
     inputs = dataset.inputs
     labels = _evaluate_checked(task.label, inputs, n, "the label", None, dataset)
     env: dict[str, np.ndarray] = dict(inputs)
-    for node in model.order:
+    for node in model.every:  # nodes the output ignores too: claims on them are reported
         env[node] = _evaluate_checked(model.formulas[node], env, n, f"model node `{node}`",
                                       None, dataset)
     outputs = env[model.output]
@@ -283,7 +289,13 @@ def _metric(hypothesis: CompiledHypothesis, out: np.ndarray, labels: np.ndarray,
     metric = hypothesis.task.metric
     reference = {k: v[reference_rows] for k, v in dataset.inputs.items()} if metric.formula else {}
     with np.errstate(all="ignore"):
-        values = metric_values(metric, out, labels[reference_rows], reference)
+        try:
+            values = metric_values(metric, out, labels[reference_rows], reference)
+        except EvaluationError as exc:
+            index = getattr(exc, "index", None)
+            where = "" if index is None else f" for reference row {int(reference_rows[index])}"
+            raise EvaluationError(f"the metric (`{metric.display}`): {exc.message}{where}"
+                                  ) from None
     if not np.isfinite(values).all():
         bad = int(np.argwhere(~np.isfinite(values))[0][0])
         raise EvaluationError(

@@ -87,6 +87,23 @@ def _binary(ufunc: Callable[[Value, Value], Value]) -> Callable[[Value, Value], 
     return apply
 
 
+def _integer_division(ufunc: Callable[[Value, Value], Value], symbol: str
+                      ) -> Callable[[Value, Value], Value]:
+    """``//`` and ``%``: numpy silently gives 0 for an integer division by zero; refuse it
+    (a float division by zero gives inf or NaN, which the engine reports)."""
+
+    def apply(a: Value, b: Value) -> Value:
+        a, b = _align(a, b)
+        if _is_int(a) and _is_int(b) and np.any(np.asarray(b) == 0):
+            error = EvaluationError(f"integer division by zero (`{symbol}` by 0)")
+            zeros = np.argwhere(np.asarray(b) == 0)
+            error.index = int(zeros[0][0]) if np.ndim(b) else 0  # the example, for the caller
+            raise error
+        return ufunc(a, b)
+
+    return apply
+
+
 def _fold(ufunc: Callable[[Value, Value], Value], values: list[Value]) -> Value:
     result = values[0]
     for value in values[1:]:
@@ -179,8 +196,8 @@ _BINARY_OPS: dict[type[ast.operator], Callable[[Value, Value], Value]] = {
     ast.Sub: _binary(np.subtract),
     ast.Mult: _binary(np.multiply),
     ast.Div: _binary(np.true_divide),
-    ast.FloorDiv: _binary(np.floor_divide),
-    ast.Mod: _binary(np.remainder),
+    ast.FloorDiv: _integer_division(np.floor_divide, "//"),
+    ast.Mod: _integer_division(np.remainder, "%"),
     ast.Pow: _power,
     ast.BitAnd: _binary(np.bitwise_and),
     ast.BitOr: _binary(np.bitwise_or),

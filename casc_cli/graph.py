@@ -26,6 +26,7 @@ POLICIES: tuple[Policy, ...] = ("per_node", "shared", "independent")
 Ablation = Literal["resample", "mean", "zero"]
 ABLATIONS: tuple[Ablation, ...] = ("resample", "mean", "zero")
 MAX_PATHS = int(os.environ.get("CASC_MAX_PATHS", 100_000))
+MAX_DEPTH = int(os.environ.get("CASC_MAX_DEPTH", 200))
 Path_ = tuple[str, ...]  # a model path: (input, node, ..., output)
 
 
@@ -88,6 +89,7 @@ class ModelGraph:
     inputs: tuple[str, ...]
     order: tuple[str, ...]  # topological order of the nodes upstream of the output
     ancestors: dict[str, frozenset[str]] = field(repr=False)
+    every: tuple[str, ...] = ()  # topological order of all nodes (some may not reach the output)
 
     def is_upstream(self, a: str, b: str) -> bool:
         """Whether ``a`` (a node or input) lies strictly upstream of node ``b``."""
@@ -174,19 +176,34 @@ def compile_model(loaded: LoadedTask, name: str) -> ModelGraph:
             source.location((*base, "output")),
         )
     reads = {n: tuple(sorted(f.names)) for n, f in formulas.items()}
-    order = _topological_order(spec.output, reads, set(inputs), source, base)
+    every = _topological_order(reads, set(inputs), source, base)
+    needed = {spec.output}
+    for node in reversed(every):
+        if node in needed:
+            needed.update(p for p in reads[node] if p not in inputs)
+    order = [n for n in every if n in needed]
     ancestors: dict[str, frozenset[str]] = {}
-    for node in order:
+    depth: dict[str, int] = {}
+    for node in every:  # every node, so claims on nodes the output ignores still resolve
         up: set[str] = set()
         for parent in reads[node]:
             up.add(parent)
             up |= ancestors.get(parent, frozenset())
         ancestors[node] = frozenset(up)
-    return ModelGraph(name, formulas, reads, spec.output, inputs, tuple(order), ancestors)
+        depth[node] = 1 + max((depth.get(p, 0) for p in reads[node]), default=0)
+    if depth[spec.output] > MAX_DEPTH:
+        raise GraphError(
+            f"model `{name}` is {depth[spec.output]} nodes deep, over the limit of {MAX_DEPTH} "
+            "(raise it with CASC_MAX_DEPTH)",
+            source.location((*base, "output")),
+        )
+    return ModelGraph(name, formulas, reads, spec.output, inputs, tuple(order), ancestors,
+                      tuple(every))
 
 
-def _topological_order(output: str, reads: dict[str, tuple[str, ...]], inputs: set[str],
+def _topological_order(reads: dict[str, tuple[str, ...]], inputs: set[str],
                        source: SourceMap, base: tuple[str, ...]) -> list[str]:
+    """Every node, parents first; a cycle is an error naming it."""
     order: list[str] = []
     state: dict[str, int] = {}  # 1 visiting, 2 done
     for start in reads:  # every node, so cycles anywhere are reported
@@ -215,11 +232,7 @@ def _topological_order(output: str, reads: dict[str, tuple[str, ...]], inputs: s
                 state[node] = 2
                 trail.pop()
                 order.append(node)
-    needed = {output}
-    for node in reversed(order):
-        if node in needed:
-            needed.update(p for p in reads[node] if p not in inputs)
-    return [n for n in order if n in needed]
+    return order
 
 
 @dataclass(frozen=True)
@@ -401,6 +414,31 @@ def _interpretation_tree(loaded: LoadedHypothesis, model: ModelGraph
     return nodes, root
 
 
+def walk_path(nodes: dict[str, InterpNode], root: str, path: Path_) -> list[tuple[str, int]]:
+    """The interpretation nodes a treeified path passes through, from the root.
+
+    Each entry is ``(node, position)``, ``position`` indexing the node's claim
+    in ``path = (input, ..., output)``. Walking down, the path goes to the child
+    whose claimed node lies on it nearest to the parent's claim; the last entry
+    owns the path: the path reads its datum (a leaf) or its "other inputs"
+    datum (a non-leaf: the path is unimportant).
+    """
+    current, position = root, len(path) - 1
+    chain = [(current, position)]
+    while True:
+        best, best_position = None, -1
+        for kid in nodes[current].children:
+            claim = nodes[kid].claims
+            if claim in path[:position]:
+                at = path.index(claim, 0, position)
+                if at > best_position:
+                    best, best_position = kid, at
+        if best is None:
+            return chain
+        current, position = best, best_position
+        chain.append((current, position))
+
+
 def _assign_paths(nodes: dict[str, InterpNode], root: str, model: ModelGraph,
                   warnings: list[HypothesisWarning]) -> dict[Path_, tuple[str, bool]]:
     """For every treeified input path: the interpretation node whose datum it reads.
@@ -445,20 +483,11 @@ def _assign_paths(nodes: dict[str, InterpNode], root: str, model: ModelGraph,
 
     owner: dict[Path_, tuple[str, bool]] = {}
     for path in model.paths():
-        current, position = root, len(path) - 1
-        while True:
-            best, best_position = None, -1
-            for kid in nodes[current].children:
-                claim = nodes[kid].claims
-                if claim in path[:position]:
-                    at = path.index(claim, 0, position)
-                    if at > best_position:
-                        best, best_position = kid, at
-            if best is None:
-                owner[path] = (current, not nodes[current].is_leaf)
-                break
-            honoured[current].add(best)
-            current, position = best, best_position
+        chain = walk_path(nodes, root, path)
+        for (parent, _), (kid, _) in zip(chain, chain[1:]):
+            honoured[parent].add(kid)
+        current = chain[-1][0]
+        owner[path] = (current, not nodes[current].is_leaf)
 
     for node in nodes.values():
         if node.parent is None:
@@ -513,7 +542,7 @@ def _build_plan(nodes: dict[str, InterpNode], root: str, model: ModelGraph,
         stack.extend(reversed(nodes[name].children))
     position = {name: i for i, name in enumerate(preorder)}
 
-    used_nodes = {n for n, _ in owner.values()}
+    used_nodes = {n for n, _ in owner.values()} | {root}  # the reference is always drawn
     needed = set()
     for name in used_nodes:  # a node's datum is needed if it or a descendant is read
         while name is not None and name not in needed:

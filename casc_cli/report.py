@@ -6,6 +6,8 @@ import json
 import math
 from typing import Iterable, Sequence
 
+from rich.markup import escape
+
 from .metrics import ScrubResult
 
 SCHEMA_VERSION = 1
@@ -54,7 +56,7 @@ def results_table(results: Sequence[ScrubResult]):
     title = "causal scrubbing"
     if len(metrics) == 1:
         metric, higher = metrics[0]
-        title += f" · metric {metric} ({'higher' if higher else 'lower'} is better)"
+        title += f" · metric {escape(metric)} ({'higher' if higher else 'lower'} is better)"
     if results:
         r0 = results[0]
         title += f" · {r0.samples} samples · seed {r0.seed} · policy {r0.policy}"
@@ -77,9 +79,9 @@ def results_table(results: Sequence[ScrubResult]):
         table.add_column("worst case", justify="right")
     table.add_column("flags")
     for r in results:
-        cells = [f"{r.hypothesis}\n[dim]{r.name}[/dim]"]
+        cells = [f"{escape(r.hypothesis)}\n[dim]{escape(r.name)}[/dim]"]
         if len(metrics) > 1:
-            cells.append(f"{r.metric} {'↑' if r.higher_is_better else '↓'}")
+            cells.append(f"{escape(r.metric)} {'↑' if r.higher_is_better else '↓'}")
         cells += [
             fmt(r.model_loss),
             fmt(r.scrubbed_loss, r.scrubbed_loss_se),
@@ -116,20 +118,18 @@ def _bits(r: ScrubResult) -> str:
 def nodes_table(result: ScrubResult):
     from rich.table import Table
 
-    table = Table(title=f"{result.hypothesis}: interpretation nodes", title_justify="left",
+    table = Table(title=f"{escape(result.hypothesis)}: interpretation nodes", title_justify="left",
                   header_style="bold")
     for column in ("node", "claims", "stands for", "classes", "vs claimed model node"):
         table.add_column(column, justify="right" if column in ("stands for", "classes") else "left")
     for n in result.nodes:
-        table.add_row(n["name"], n["claims"], str(n["stands_for"]), str(n["classes"]),
+        table.add_row(escape(n["name"]), escape(n["claims"]), str(n["stands_for"]),
+                      str(n["classes"]),
                       n["relation"])
     return table
 
 
 def print_results(results: Sequence[ScrubResult], console=None, nodes: bool = False) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-
     console = console or make_console()
     console.print(results_table(results))
     if nodes:
@@ -158,8 +158,6 @@ def make_console(stderr: bool = False):
 
 
 def print_messages(lines: Iterable[str], console) -> None:
-    from rich.markup import escape
-
     for line in lines:
         console.print(escape(line), soft_wrap=True)
 
@@ -200,7 +198,7 @@ def comparison_table(comparison, limit: int | None = 60):
     pct = round(comparison.confidence * 100)
     direction = "higher" if comparison.higher_is_better else "lower"
     table = Table(
-        title=f"casc compare · metric {comparison.metric} ({direction} is better)",
+        title=f"casc compare · metric {escape(comparison.metric)} ({direction} is better)",
         title_justify="left", header_style="bold",
         caption=(f"model loss {fmt(comparison.model_loss)} · random baseline "
                  f"{fmt_baseline(comparison.random_loss, comparison.random_se)} · "
@@ -248,7 +246,7 @@ def comparison_table(comparison, limit: int | None = 60):
                           str(entry.group), *([""] if adversary else []), style="dim")
             continue
         r = entry.result
-        table.add_row(str(ranks[i]), entry.label, ci, fmt(r.recovered_pct, r.recovered_pct_se),
+        table.add_row(str(ranks[i]), Text(entry.label), ci, fmt(r.recovered_pct, r.recovered_pct_se),
                       bar, str(entry.group), *([worst_case_cell(r)] if adversary else []))
     return table
 
@@ -259,7 +257,7 @@ def print_search(found, refinement_text: str | None, console) -> None:
     from rich.table import Table
 
     base = found.baseline
-    console.print(f"casc adversary · {found.hypothesis} · model {fmt(base.model_loss)} · "
+    console.print(f"casc adversary · {escape(found.hypothesis)} · model {fmt(base.model_loss)} · "
                   f"scrubbed {fmt(base.scrubbed_loss, base.scrubbed_loss_se)} · "
                   f"{found.samples} samples · seed {found.seed}", soft_wrap=True)
     table = Table(title_justify="left", header_style="bold",
@@ -271,7 +269,7 @@ def print_search(found, refinement_text: str | None, console) -> None:
     for column in ("refinement", "scrubbed ± SE", "shift ± SE", "z"):
         table.add_column(column, justify="left" if column == "refinement" else "right")
     for r in found.ranking:
-        table.add_row(r.title, fmt(r.result.scrubbed_loss, r.result.scrubbed_loss_se),
+        table.add_row(escape(r.title), fmt(r.result.scrubbed_loss, r.result.scrubbed_loss_se),
                       fmt(r.shift, r.shift_se), f"{r.z:.1f}")
     if found.ranking:
         console.print(table)
@@ -279,7 +277,7 @@ def print_search(found, refinement_text: str | None, console) -> None:
         console.print(f"no refinement to try: {found.unmovable_classes} classes, none of which "
                       "a split by one feature can move")
     if found.significant:
-        console.print(f"[bold red]found:[/bold red] {found.best.title} moves the scrubbed loss "
+        console.print(f"[bold red]found:[/bold red] {escape(found.best.title)} moves the scrubbed loss "
                       f"by {fmt(found.best.shift, found.best.shift_se)} (z {found.best.z:.1f}); "
                       "the refinement, as a file casc run accepts:")
         console.print(Syntax(refinement_text or "", "yaml", theme="ansi_dark",
@@ -308,7 +306,8 @@ def checks_table(checks, k: float):
     table.add_column("result", overflow="fold")
     for c in checks:
         mark = "[green]ok[/green]" if c.passed else "[bold red]FAIL[/bold red]"
-        table.add_row(mark, str(c.location), c.figure, c.expected, c.message)
+        table.add_row(mark, escape(str(c.location)), c.figure, escape(c.expected),
+                      escape(c.message))
     return table
 
 

@@ -27,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from .graph import CompiledHypothesis, Path_
+from .graph import CompiledHypothesis, Path_, walk_path
 
 FORMATS: tuple[str, ...] = ("text", "dot", "mermaid")
 
@@ -146,19 +146,7 @@ def _path_owner(compiled: CompiledHypothesis, path: Path_) -> str:
     The same rule as the compiler's: at each node, go to the child whose claim
     lies on the path nearest to the current node's claim; stop when none does.
     """
-    nodes = compiled.nodes
-    current, position = compiled.root, len(path) - 1
-    while True:
-        best, best_position = None, -1
-        for kid in nodes[current].children:
-            claim = nodes[kid].claims
-            if claim in path[:position]:
-                at = path.index(claim, 0, position)
-                if at > best_position:
-                    best, best_position = kid, at
-        if best is None:
-            return current
-        current, position = best, best_position
+    return walk_path(compiled.nodes, compiled.root, path)[-1][0]
 
 
 def _stands_for(compiled: CompiledHypothesis, node: str) -> int:

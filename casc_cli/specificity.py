@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 
 from .engine import Prepared
-from .graph import CompiledHypothesis, Path_
+from .graph import CompiledHypothesis, Path_, walk_path
 
 MAX_STATES = 200_000
 """Largest support of any distribution :func:`scrubbed_input_entropy` builds."""
@@ -135,25 +135,7 @@ def path_chains(hyp: CompiledHypothesis) -> dict[Path_, list[tuple[str, int]]]:
     it nearest to the parent's claim. The last entry owns the path (reads its
     datum, or its "other inputs" datum when it is not a leaf).
     """
-    nodes = hyp.nodes
-    chains: dict[Path_, list[tuple[str, int]]] = {}
-    for path in hyp.model.paths():
-        current, position = hyp.root, len(path) - 1
-        chain = [(current, position)]
-        while True:
-            best, best_position = None, -1
-            for kid in nodes[current].children:
-                claim = nodes[kid].claims
-                if claim in path[:position]:
-                    at = path.index(claim, 0, position)
-                    if at > best_position:
-                        best, best_position = kid, at
-            if best is None:
-                break
-            current, position = best, best_position
-            chain.append((current, position))
-        chains[path] = chain
-    return chains
+    return {path: walk_path(hyp.nodes, hyp.root, path) for path in hyp.model.paths()}
 
 
 def stands_for(hyp: CompiledHypothesis) -> dict[str, int]:

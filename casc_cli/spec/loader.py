@@ -90,6 +90,13 @@ class LoadedHypothesis:
         return self.spec.model or next(iter(self.task.spec.models))
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # e.g. a name too long for the file system
+        return False
+
+
 def display_path(path: Path) -> str:
     """A path as the user would type it: relative to the working directory when inside it."""
     try:
@@ -102,7 +109,7 @@ def display_path(path: Path) -> str:
 def read_yaml(path: Path) -> tuple[Any, SourceMap]:
     """Read one YAML document with the safe loader, guarding size and alias bombs."""
     shown = display_path(path)
-    if not path.exists():
+    if not _exists(path):
         raise SpecError("no such file", Location(shown))
     if path.is_dir():
         raise SpecError("is a folder, not a YAML file", Location(shown))
@@ -130,7 +137,10 @@ def parse_yaml(text: str, shown: str) -> tuple[Any, SourceMap]:
     """Parse YAML text (``shown`` names it in errors) with the same guards as a file."""
     if not text.strip():
         raise SpecError("the file is empty", Location(shown, 1, 1))
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:  # a character YAML does not allow, found when reading
+        raise SpecError(f"malformed YAML: {exc}", Location(shown)) from None
     try:
         root = loader.get_single_node()
         if root is None:
@@ -328,6 +338,18 @@ def file_kind(data: Any) -> str | None:
     return None
 
 
+def resolve_reference(base: Path, reference: str, source: SourceMap,
+                      loc: tuple[Key, ...]) -> Path:
+    """A path named in a file, relative to that file; bad names are errors at ``loc``."""
+    if "\x00" in reference:
+        raise SpecError("a file name cannot contain a NUL character", source.location(loc))
+    try:
+        return (base.parent / reference).resolve()
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"cannot use {reference[:60]!r} as a file name: {exc}",
+                        source.location(loc)) from None
+
+
 def load_task(path: Path, text: str | None = None) -> LoadedTask:
     """Load a task file; with ``text``, parse that text as the file at ``path``
     (how work shipped to other processes rebuilds a task without reading it)."""
@@ -347,10 +369,10 @@ def load_hypothesis(path: Path) -> LoadedHypothesis:
             source.location(),
         )
     spec = validate(HypothesisSpec, data, source)
-    task_path = (path.parent / spec.task).resolve()
+    task_path = resolve_reference(path, spec.task, source, ("task",))
     if task_path == path.resolve():
         raise SpecError("`task:` names this hypothesis file itself", source.location(("task",)))
-    if not task_path.exists():
+    if not _exists(task_path):
         raise SpecError(
             f"task file {display_path(task_path)} does not exist (paths are relative to this file)",
             source.location(("task",)),

@@ -116,6 +116,18 @@ class InputSpec(_Strict):
         return any(v is not None for v in (self.int_range, self.choice, self.normal))
 
     @property
+    def support_size(self) -> int | None:
+        """How many values a discrete distribution takes (None for continuous ones)."""
+        if self.int_range is not None:
+            size = self.int_range[1] - self.int_range[0] + 1
+            return size + (1 if self.p_zero and not self.int_range[0] <= 0 <= self.int_range[1]
+                           else 0)
+        if self.choice is not None:
+            values = set(self.choice)
+            return len(values) + (1 if self.p_zero and 0 not in values else 0)
+        return None
+
+    @property
     def finite_values(self) -> list[int | float] | None:
         """The support of a discrete distribution (None for continuous ones)."""
         if self.int_range is not None:
