@@ -32,7 +32,7 @@ HYPOTHESES = ["hypotheses/sum4/true.yaml", "hypotheses/sum4/swap_first_pair.yaml
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=5000)
+    parser.add_argument("--samples", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     session = Session()

@@ -108,6 +108,7 @@ class Prepared:
     ablated: dict[str, np.ndarray]  # per-example value standing in for an ablated node
     model_values: dict[str, np.ndarray]  # every input and model node, evaluated over D
     inherited: frozenset[int]  # node slots that may take their parent's row (see below)
+    exact_random: float | None = None  # the random baseline computed exactly, when cheap
 
     @property
     def discrete_output(self) -> bool:
@@ -197,8 +198,9 @@ def prepare(hypothesis: CompiledHypothesis, dataset: Dataset,
     cache = cache or PrepareCache()
     model_key = (hypothesis.task.loaded.path.resolve(), hypothesis.model.name, id(dataset))
     if model_key not in cache.models:
-        cache.models[model_key] = _model_over_data(hypothesis, dataset)
-    labels, env, outputs, model_metric = cache.models[model_key]
+        over_data = _model_over_data(hypothesis, dataset)
+        cache.models[model_key] = (*over_data, _exact_random(hypothesis, dataset, *over_data))
+    labels, env, outputs, model_metric, exact_random = cache.models[model_key]
     n = dataset.size
     node_values: dict[str, np.ndarray] = {}
     node_digests: dict[str, bytes] = {}
@@ -230,7 +232,8 @@ def prepare(hypothesis: CompiledHypothesis, dataset: Dataset,
             ablated[step.name] = (np.zeros_like(values[0]) if hypothesis.ablation == "zero"
                                   else values.mean(axis=0))
     return Prepared(hypothesis, dataset, labels, outputs, model_metric, node_values, classes,
-                    ablated, env, _inherited_slots(hypothesis, dataset, classes, cache))
+                    ablated, env, _inherited_slots(hypothesis, dataset, classes, cache),
+                    exact_random)
 
 
 def _inherited_slots(hypothesis: CompiledHypothesis, dataset: Dataset,
@@ -459,15 +462,15 @@ def random_chunk(prepared: Prepared, seed: int, chunk: list[Block]) -> list[Mome
 EXACT_BASELINE_BUDGET = 20_000_000
 
 
-def exact_random_baseline(prepared: Prepared) -> float | None:
+def _exact_random(hypothesis: CompiledHypothesis, dataset: Dataset, labels: np.ndarray,
+                  env: dict, outputs: np.ndarray, model_metric: np.ndarray) -> float | None:
     """E f(G(x), r) over independent x, r uniform on D, exactly, when it is cheap.
 
     The metric only sees x through the model's output, so it suffices to score
     each distinct output against every reference: ``distinct outputs × |D|``
     evaluations, done when that is within :data:`EXACT_BASELINE_BUDGET`.
     """
-    outputs = prepared.model_outputs
-    n = prepared.dataset.size
+    n = dataset.size
     flat = outputs.reshape(n, -1)
     distinct, counts = np.unique(flat, axis=0, return_counts=True)
     if len(distinct) * n > EXACT_BASELINE_BUDGET:
@@ -476,7 +479,7 @@ def exact_random_baseline(prepared: Prepared) -> float | None:
     total = 0.0
     for value, count in zip(distinct, counts):
         out = np.broadcast_to(value.reshape(outputs.shape[1:]), outputs.shape)
-        scores = _metric(prepared.hypothesis, out, prepared.labels, all_rows, prepared.dataset)
+        scores = _metric(hypothesis, out, labels, all_rows, dataset)
         total += count * float(np.mean(scores))
     return total / n
 
@@ -484,9 +487,8 @@ def exact_random_baseline(prepared: Prepared) -> float | None:
 def random_baseline(prepared: Prepared, samples: int, seed: int,
                     chunk_size: int = DEFAULT_CHUNK_SIZE) -> Moments:
     """The random baseline: exact (standard error 0) when cheap, else Monte Carlo."""
-    exact = exact_random_baseline(prepared)
-    if exact is not None:
-        return Moments(samples, exact, 0.0)
+    if prepared.exact_random is not None:
+        return Moments(samples, prepared.exact_random, 0.0)
     return merged([m for c in chunks(samples, chunk_size) for m in random_chunk(prepared, seed, c)])
 
 
