@@ -25,6 +25,7 @@ app = typer.Typer(
 )
 
 EXIT_INVALID = 2
+EXIT_INTERNAL = 3
 
 
 class PolicyChoice(str, Enum):

@@ -183,6 +183,9 @@ def _model_over_data(hypothesis: CompiledHypothesis, dataset: Dataset) -> tuple:
         env[node] = _evaluate_checked(model.formulas[node], env, n, f"model node `{node}`",
                                       None, dataset)
     outputs = env[model.output]
+    if outputs.ndim > 1 and outputs[0].size == 0:
+        raise EvaluationError(f"the model's output `{model.output}` has no elements per example "
+                              f"(shape {outputs.shape[1:]})")
     if task.metric.formula is None and outputs.shape[1:] != labels.shape[1:]:
         raise EvaluationError(
             f"the model's output has per-example shape {outputs.shape[1:]} but the label has "

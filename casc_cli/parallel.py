@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+import multiprocessing
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -46,6 +47,7 @@ class Unit:
     seed: int
     chunk: tuple[tuple[int, int], ...]  # the blocks this unit scrubs
     chunk_size: int
+    inherited: bool = False  # local forked workers already hold the prepared hypotheses
 
 
 def plan_units(compiled: Sequence[CompiledHypothesis], samples: int, seed: int,
@@ -69,6 +71,7 @@ def plan_units(compiled: Sequence[CompiledHypothesis], samples: int, seed: int,
 
 
 _tasks: dict[tuple[str, str], Any] = {}
+_inherited: Sequence[engine.Prepared] | None = None  # set before forking local workers
 _prepared: OrderedDict[tuple, engine.Prepared] = OrderedDict()
 PREPARED_KEPT = 256  # a hypothesis spans several units only in long runs: keep the recent ones
 
@@ -87,6 +90,12 @@ def run_unit(unit: Unit) -> list[tuple[int, list[engine.Accumulator]]]:
     session = _session()
     out = []
     for ref in unit.hypotheses:
+        if unit.inherited and _inherited is not None:
+            accumulators = []
+            for chunk in chunks:
+                accumulators.extend(engine.scrub_chunk(_inherited[ref.index], unit.seed, chunk))
+            out.append((ref.index, accumulators))
+            continue
         key = (task_key, ref.path, repr(ref.spec), ref.policy, ref.ablation)
         prepared = _prepared.get(key)
         if prepared is None:
@@ -141,7 +150,7 @@ def scrub_parallel(prepared: Sequence[engine.Prepared], samples: int, seed: int,
     if scheduler is not None:
         outputs = _run_dask(units, scheduler, on_progress)
     else:
-        outputs = _run_local(units, jobs, on_progress)
+        outputs = _run_local(units, jobs, on_progress, prepared)
     accumulators = _reduce(units, outputs, len(prepared))
     baselines: dict[tuple, Moments] = {}
     results = []
@@ -154,9 +163,26 @@ def scrub_parallel(prepared: Sequence[engine.Prepared], samples: int, seed: int,
 
 
 def _run_local(units: list[Unit], jobs: int,
-               on_progress: Callable[[int, int], None] | None) -> list[Any]:
+               on_progress: Callable[[int, int], None] | None,
+               prepared: Sequence[engine.Prepared] = ()) -> list[Any]:
+    """Run units in this process (jobs=1) or a pool. Where processes fork (Linux), workers
+    inherit the hypotheses already prepared here instead of rebuilding them from specs."""
+    global _inherited
     if jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    context = None
+    if jobs > 1 and prepared and "fork" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("fork")
+        _inherited = prepared
+        units = [replace(unit, inherited=True) for unit in units]
+    try:
+        return _pool(units, jobs, on_progress, context)
+    finally:
+        _inherited = None
+
+
+def _pool(units: list[Unit], jobs: int, on_progress: Callable[[int, int], None] | None,
+          context: Any) -> list[Any]:
     outputs: list[Any] = [None] * len(units)
     if jobs == 1:
         for i, unit in enumerate(units):
@@ -164,7 +190,7 @@ def _run_local(units: list[Unit], jobs: int,
             if on_progress:
                 on_progress(i + 1, len(units))
         return outputs
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         pending: dict[Future, int] = {}
         queue = iter(enumerate(units))
         done_count = 0

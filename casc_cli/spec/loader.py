@@ -113,14 +113,16 @@ def read_yaml(path: Path) -> tuple[Any, SourceMap]:
         raise SpecError("no such file", Location(shown))
     if path.is_dir():
         raise SpecError("is a folder, not a YAML file", Location(shown))
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
+    if not path.is_file():
+        raise SpecError("is not a regular file (a device, pipe or socket?)", Location(shown))
+    with path.open("rb") as handle:
+        raw = handle.read(MAX_FILE_BYTES + 1)  # never more, whatever the file claims its size is
+    if len(raw) > MAX_FILE_BYTES:
         raise SpecError(
-            f"file is {size} bytes, over the limit of {MAX_FILE_BYTES} "
+            f"file is over the limit of {MAX_FILE_BYTES} bytes "
             "(raise it with CASC_MAX_FILE_BYTES)",
             Location(shown),
         )
-    raw = path.read_bytes()
     if b"\x00" in raw:
         raise SpecError("this is a binary file, not YAML text", Location(shown))
     try:
