@@ -24,7 +24,7 @@ from .data import Dataset
 from .diagnostics import diagnose
 from .errors import EvaluationError
 from .formula import Formula
-from .graph import STREAM_RANDOM_BASELINE, STREAM_REFERENCE, CompiledHypothesis
+from .graph import STREAM_RANDOM_BASELINE, CompiledHypothesis
 from .metrics import Moments, ScrubResult, metric_values, recovered
 from .spec.loader import display_path
 
