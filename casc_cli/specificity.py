@@ -158,11 +158,6 @@ def stands_for(hyp: CompiledHypothesis) -> dict[str, int]:
             for name, node in hyp.nodes.items()}
 
 
-def model_values(prepared: Prepared) -> dict[str, np.ndarray]:
-    """Every model node's value (and every input's) on D, evaluated normally."""
-    return prepared.model_values
-
-
 def relation(interp: np.ndarray, model: np.ndarray) -> Relation:
     """Compare the partitions of D induced by two value arrays (rows compared whole).
 
@@ -189,7 +184,7 @@ def relation(interp: np.ndarray, model: np.ndarray) -> Relation:
 def node_reports(prepared: Prepared) -> list[NodeReport]:
     """One report per interpretation node, in preorder from the root."""
     hyp = prepared.hypothesis
-    values = model_values(prepared)
+    values = prepared.model_values
     counts = stands_for(hyp)
     reports = []
     for name in _preorder(hyp):
@@ -276,6 +271,14 @@ def _scrubbed_entropy(prepared: Prepared) -> float:
         if work[0] > MAX_WORK:
             raise _TooLarge
 
+    def mix(target: dict[int, float], source: dict[int, float], weight: float) -> None:
+        """target += weight * source (distributions over state ids), within the limits."""
+        spend(len(source))
+        for state, p in source.items():
+            target[state] = target.get(state, 0.0) + weight * p
+        if len(target) > MAX_STATES:
+            raise _TooLarge
+
     # Per tree slot: signature of each row, and P(T_s | signature) as {state id: p}.
     sig_of_row: dict[int, np.ndarray] = {}
     sig_dists: dict[int, list[dict[int, float]]] = {}
@@ -302,13 +305,7 @@ def _scrubbed_entropy(prepared: Prepared) -> float:
                                          sig_of_row[c][pair_rows].tolist(),
                                          pair_counts.tolist()):
                 weight = count / int(table.counts[label])
-                target = mixed.setdefault(label, {})
-                source = sig_dists[c][sig]
-                spend(len(source))
-                for state, p in source.items():
-                    target[state] = target.get(state, 0.0) + weight * p
-                if len(target) > MAX_STATES:
-                    raise _TooLarge
+                mix(mixed.setdefault(label, {}), sig_dists[c][sig], weight)
             per_class.append(mixed)
         states: dict[tuple, int] = {}
         dists: list[dict[int, float]] = []
@@ -331,13 +328,7 @@ def _scrubbed_entropy(prepared: Prepared) -> float:
     for sig, count in enumerate(sig_counts.tolist()):
         if count == 0:
             continue
-        weight = count / n
-        source = sig_dists[root][sig]
-        spend(len(source))
-        for state, p in source.items():
-            final[state] = final.get(state, 0.0) + weight * p
-        if len(final) > MAX_STATES:
-            raise _TooLarge
+        mix(final, sig_dists[root][sig], count / n)
     return total + _entropy_of_dist(final)
 
 

@@ -6,19 +6,11 @@ import json
 from pathlib import Path
 
 import yaml
-from typer.testing import CliRunner
 
 from casc_cli.api import Session
-from casc_cli.cli import app
+from cli_runner import invoke
 
 REPO = Path(__file__).resolve().parents[1]
-runner = CliRunner()
-
-
-def invoke(*args):
-    result = runner.invoke(app, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 def test_run_adversary_reports_worst_case_in_json_and_table(monkeypatch):

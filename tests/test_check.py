@@ -8,20 +8,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from casc_cli.check import judge_bound
-from casc_cli.cli import app
 from casc_cli.spec.models import Bound
+from cli_runner import invoke
 
 REPO = Path(__file__).resolve().parents[1]
-runner = CliRunner()
-
-
-def invoke(*args, env=None):
-    result = runner.invoke(app, list(args), env=env)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 def test_catalogue_expectations_hold(monkeypatch):

@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from casc_cli import __version__
-from casc_cli.cli import app
+from cli_runner import invoke
 
 REPO = Path(__file__).resolve().parent.parent
 TRUE = "hypotheses/sum4/true.yaml"
@@ -27,14 +26,6 @@ RESULT_KEYS = {
 def in_repo(monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(REPO)
     return REPO
-
-
-def invoke(*args: str):
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"casc {' '.join(args)} raised {result.exception!r}") \
-            from result.exception
-    return result
 
 
 def everything(result) -> str:

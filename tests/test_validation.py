@@ -30,9 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from casc_cli.cli import app
+from cli_runner import invoke
 
 REPO = Path(__file__).resolve().parent.parent
 INVALID = REPO / "tests" / "invalid"
@@ -125,14 +124,6 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
         p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
         for p in root.rglob("*")
     }
-
-
-def invoke(*args: str):
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"casc {' '.join(args)} raised {result.exception!r}") \
-            from result.exception
-    return result
 
 
 def assert_user_error(result, *, where: str | None = None, text: str | None = None) -> None:
